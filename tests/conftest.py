@@ -48,3 +48,37 @@ def golden():
 def read_tsv(name):
     rows = (FIXTURES / "state_dicts" / name).read_text().splitlines()[1:]
     return {k: tuple(int(x) for x in s.split(",")) for k, s in (r.split("\t") for r in rows)}
+
+
+def tiny_t5_encoder(golden):
+    """The golden tiny T5 (d_model 256) with its offline tokenizer, as a TextEncoder."""
+    import transformers
+    import tokenizers
+
+    from infinity.text import TextEncoder
+
+    meta = golden.meta["meta"]["t5"]
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizers.Tokenizer.from_str(json.dumps(meta["tokenizer_json"])),
+        eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+    )
+    model = transformers.T5EncoderModel(transformers.T5Config(**meta["config"]))
+    sd = golden.weights("t5")
+    sd["encoder.embed_tokens.weight"] = sd["shared.weight"]  # tied in HF, not stored
+    model.load_state_dict(sd, strict=True)
+    return TextEncoder.from_modules(tok, model, max_length=512)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(golden):
+    """A whole pipeline from the golden tiny parts: stride-4 VAE (64 px at 7 scales), 2-block transformer, tiny T5."""
+    import infinity
+    from infinity.config import ModelConfig
+    from infinity.pipeline import InfinityPipeline
+
+    tok = infinity.build_tokenizer("vae-golden-tiny", weights=golden.weights("vae"))
+    tf = infinity.build_transformer("infinity-golden-tiny", weights=golden.weights("gpt"))
+    cfg = ModelConfig(name="golden-tiny", tokenizer=tok.cfg, transformer=tf.cfg, text_encoder="tiny-t5",
+                      budgets={"0.06M": 7, "tiny": 5}, default_budget="0.06M", h_div_w=(1.0, 0.75, 1.333),
+                      defaults={"guidance": 3.0, "temperature": 1.0, "top_p": 0.0})
+    return InfinityPipeline(tok, tf, tiny_t5_encoder(golden), cfg)

@@ -1,0 +1,159 @@
+"""What both training stages share: the bundled model's shape, data mixing, checkpoints, logging."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import schedules
+from ..config import ModelConfig, TokenizerConfig, TransformerConfig
+
+log = logging.getLogger("infinity.train")
+
+# The bundled model (sized for two CPU cores, see README "model card"): stride-8 tokenizer with 16 bits, a
+# 5-block transformer over MiniLM text features. Budgets are named by their square pixel count.
+SMALL_BUDGETS = {"0.004M": 5, "0.016M": 7}  # 64×64 (121 tokens) and 128×128 (521 tokens) for 1:1
+SMALL_RATIOS = (1.0, 0.75, 1.333, 0.5, 2.0)
+
+
+def small_model_config() -> ModelConfig:
+    return ModelConfig(
+        name="infinity-small-scenes",
+        tokenizer=TokenizerConfig(codebook_dim=16, base_ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1),
+        transformer=TransformerConfig(depth=5, embed_dim=224, num_heads=4, d_vae=16, text_channels=384,
+                                      text_maxlen=256, block_chunks=1, cond_drop_rate=0.1),
+        text_encoder="minilm",
+        budgets=dict(SMALL_BUDGETS),
+        default_budget="0.004M",
+        h_div_w=SMALL_RATIOS,
+        defaults={"guidance": 3.0, "temperature": 0.8, "top_p": 0.9},
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------------------------
+def to_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
+    """PIL RGB → (B, 3, H, W) in [−1, 1] with the official arithmetic (x/255, then 2x − 1)."""
+    arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.uint8) for im in images])
+    t = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
+    return t + t - 1
+
+
+def pixel_hw(cfg: ModelConfig, h_div_w: float, budget: str) -> tuple[int, int]:
+    sched = schedules.scale_schedule(h_div_w, budget, cfg.budgets)
+    return schedules.pixel_size(sched, cfg.tokenizer.token_stride)
+
+
+class Mixture:
+    """Batches drawn from several sources at one (aspect ratio, budget) per batch.
+
+    Sources are callables `(index, h, w) -> (PIL image, caption)`; `weights` sets how often each is used;
+    `budget_weights` how often each budget. Deterministic given the seed.
+    """
+
+    def __init__(self, cfg: ModelConfig, sources: dict, weights: dict, budget_weights: dict, seed: int = 0):
+        self.cfg, self.sources, self.seed = cfg, sources, seed
+        self.names = list(sources)
+        self.weights = [weights[n] for n in self.names]
+        self.budgets = list(budget_weights)
+        self.bweights = [budget_weights[b] for b in self.budgets]
+
+    def batches(self, batch_size: int, start_step: int = 0) -> Iterator[tuple[int, torch.Tensor, list[str], float, str]]:
+        step = start_step
+        while True:
+            r = random.Random(f"{self.seed}/{step}")
+            ratio = r.choice(self.cfg.h_div_w)
+            budget = r.choices(self.budgets, self.bweights)[0]
+            h, w = pixel_hw(self.cfg, ratio, budget)
+            bs = batch_size if self.cfg.budgets[budget] <= 5 else max(1, batch_size // 4)  # ≈ same tokens per batch
+            imgs, caps = [], []
+            for _ in range(bs):
+                src = r.choices(self.names, self.weights)[0]
+                im, cap = self.sources[src](r.randrange(1 << 30), h, w)
+                imgs.append(im)
+                caps.append(cap)
+            yield step, to_tensor(imgs), caps, ratio, budget
+            step += 1
+
+
+def default_sources(emoji: bool = True, folder: Optional[str] = None) -> dict:
+    """Scenes (train split), curated emoji and optionally a folder of your own images."""
+    from ..data import scenes
+
+    def scene(i, h, w):
+        r = random.Random(f"scene/{i}")
+        sc = scenes.sample_scene(r, "train")
+        return scenes.render_scene(sc, w, h), scenes.caption_scene(sc, r)
+
+    out = {"scenes": scene}
+    if emoji:
+        from ..data.emoji import EmojiDataset
+
+        ds = {}
+
+        def emo(i, h, w):
+            if (h, w) not in ds:
+                ds[(h, w)] = EmojiDataset(size=(h, w))
+            d = ds[(h, w)]
+            d.set_epoch(i)
+            item = d[i % len(d)]
+            return item["image"], item["caption"]
+
+        out["emoji"] = emo
+    if folder:
+        from ..data.folder import ImageFolderDataset
+
+        fds = {}
+
+        def own(i, h, w):
+            if (h, w) not in fds:
+                fds[(h, w)] = ImageFolderDataset(folder, size=(h, w))
+            d = fds[(h, w)]
+            item = d[i % len(d)]
+            return item["image"], item["caption"]
+
+        out["folder"] = own
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# checkpoints: plain dicts of tensors and numbers, loadable with weights_only=True
+# ----------------------------------------------------------------------------------------------------------------
+def save_checkpoint(path: Path, **state) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: an interrupted save never leaves a broken checkpoint
+
+
+def load_checkpoint(path: Path) -> Optional[dict]:
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+
+def setup_logging(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                        handlers=[logging.StreamHandler(), logging.FileHandler(out / "train.log")])
+
+
+class Timer:
+    def __init__(self, minutes: Optional[float]):
+        self.deadline = time.time() + minutes * 60 if minutes else None
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.time() > self.deadline
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * p)))

@@ -1,0 +1,108 @@
+"""Stage 1: train the bitwise tokenizer (BSQ-VAE) on the data mixture.
+
+    python -m infinity.train.tokenizer --out runs/tok --minutes 25
+
+Loss: L1 + L2 reconstruction of the image decoded from the full multi-scale code sum, plus a commitment term
+that pulls the L2-normalised features towards their ±1/√d codes (BSQ). Gradients pass the quantizer
+straight-through at every scale. Resumable: rerun the same command to continue from `last.pt`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .. import schedules
+from ..config import ModelConfig
+from ..io import save_safetensors
+from ..tokenizer import BitwiseTokenizer
+from ..tokenizer import quantizer as Q
+from .common import (Mixture, Timer, cosine_lr, default_sources, load_checkpoint, save_checkpoint, setup_logging,
+                     small_model_config)
+
+log = logging.getLogger("infinity.train")
+
+
+def tokenizer_loss(tok: BitwiseTokenizer, x: torch.Tensor, schedule, commit: float = 0.25):
+    feats = tok.encoder(x)
+    pyr = Q.residual_quantize(feats, schedule)
+    y = tok.decoder(pyr.codes, clamp=False)
+    rec = (y - x).abs().mean() + F.mse_loss(y, x)
+    z = F.normalize(feats, dim=1)
+    commit_loss = F.mse_loss(z, Q.bits_to_codes(Q.codes_to_bits(z)).detach())
+    return rec + commit * commit_loss, {"rec": rec.item(), "commit": commit_loss.item(),
+                                         "psnr": psnr(y.detach().clamp(-1, 1), x)}
+
+
+def psnr(y: torch.Tensor, x: torch.Tensor) -> float:
+    mse = ((y - x) / 2).pow(2).mean().clamp_min(1e-10)  # images in [−1, 1] → [0, 1]
+    return float(10 * torch.log10(1 / mse))
+
+
+def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch: int, lr: float, seed: int,
+          emoji: bool, folder: str | None, device: str) -> Path:
+    setup_logging(out)
+    torch.manual_seed(seed)
+    tok = BitwiseTokenizer(cfg.tokenizer).to(device).train()
+    opt = torch.optim.AdamW(tok.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    state = load_checkpoint(out / "last.pt")
+    start = 0
+    if state:
+        tok.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start = int(state["step"])
+        log.info("resumed at step %d", start)
+    mix = Mixture(cfg, default_sources(emoji, folder), {"scenes": 0.6, "emoji": 0.3 if emoji else 0, "folder": 0.3},
+                  {b: (0.7 if n <= 5 else 0.3) for b, n in cfg.budgets.items()}, seed)
+    timer, bar = Timer(minutes), tqdm(total=steps, initial=start, desc="tokenizer", mininterval=5)
+    step = start
+    for step, x, _, ratio, budget in mix.batches(batch, start):
+        if step >= steps or timer.expired():
+            break
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, steps, lr, 200)
+        sched = schedules.scale_schedule(ratio, budget, cfg.budgets)
+        loss, logs = tokenizer_loss(tok, x.to(device), sched)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
+        opt.step()
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{logs['psnr']:.1f}")
+            log.info("step %d loss %.4f psnr %.2f commit %.4f %s %s", step, loss.item(), logs["psnr"], logs["commit"],
+                     ratio, budget)
+        if step % 500 == 0 and step > start:
+            save_checkpoint(out / "last.pt", model=tok.state_dict(), opt=opt.state_dict(), step=step + 1)
+    save_checkpoint(out / "last.pt", model=tok.state_dict(), opt=opt.state_dict(), step=step)
+    save_safetensors(tok.state_dict(), out / "tokenizer.safetensors")
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    log.info("stopped at step %d; weights in %s", step, out / "tokenizer.safetensors")
+    return out / "tokenizer.safetensors"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("runs/tokenizer"))
+    p.add_argument("--steps", type=int, default=6000, help="total steps of the schedule (for the LR decay)")
+    p.add_argument("--minutes", type=float, default=None, help="stop this stage after so many minutes (resumable)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-emoji", action="store_true")
+    p.add_argument("--folder", default=None, help="also train on a folder of your own captioned images")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    train(small_model_config(), a.out, a.steps, a.minutes, a.batch, a.lr, a.seed, not a.no_emoji, a.folder, a.device)
+
+
+if __name__ == "__main__":
+    main()
