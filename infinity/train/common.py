@@ -27,8 +27,8 @@ def small_model_config() -> ModelConfig:
     return ModelConfig(
         name="infinity-small-scenes",
         tokenizer=TokenizerConfig(codebook_dim=16, base_ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1),
-        transformer=TransformerConfig(depth=5, embed_dim=224, num_heads=4, d_vae=16, text_channels=384,
-                                      text_maxlen=256, block_chunks=1, cond_drop_rate=0.1),
+        transformer=TransformerConfig(depth=5, embed_dim=208, num_heads=4, d_vae=16, text_channels=384,
+                                      text_maxlen=256, block_chunks=1, cond_drop_rate=0.1, pool_head_div=96),
         text_encoder="minilm",
         budgets=dict(SMALL_BUDGETS),
         default_budget="0.004M",
