@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +88,9 @@ class InfinityPipeline:
         else:
             cfg = ModelConfig.from_dict(_official_2b_config())
             files = {k: folder / f for k, f in OFFICIAL_FILES.items()}
-            if not folder.is_dir():  # a hub id
+            if not folder.is_dir():
+                if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):
+                    raise CheckpointError(f"model folder not found: {source}")
                 files = {k: hub_download(str(source), f) for k, f in OFFICIAL_FILES.items()}
             tok = build_tokenizer("vae-d32", device="meta", weights=files["tokenizer"])
             tf = build_transformer("infinity-2b", device="meta", weights=files["transformer"])

@@ -73,7 +73,7 @@ def bitwise_loss(model: InfinityTransformer, feats, cond: TextCondition, ratio: 
 
 
 def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, steps: int, minutes, batch: int,
-          lr: float, strength: float, seed: int, device: str, sample_every: int) -> None:
+          lr: float, strength: float, seed: int, device: str, sample_every: int, export_model: bool = True) -> None:
     ddp = "WORLD_SIZE" in os.environ
     rank = 0
     if ddp:
@@ -125,7 +125,8 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
             model.train()
     if rank == 0:
         save_checkpoint(out / "last.pt", model=model.state_dict(), opt=opt.state_dict(), step=step, gen=gen.get_state())
-        export(model, cfg, tokenizer_dir, out / "model")
+        if export_model:
+            export(model, cfg, tokenizer_dir, out / "model")
         log.info("stopped at step %d; model in %s", step, out / "model")
     if ddp:
         dist.destroy_process_group()
@@ -170,13 +171,14 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-every", type=int, default=1000)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-export", action="store_true", help="skip writing the safetensors model at the end")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = small_model_config()
     train(cfg, a.tokenizer, a.cache, a.out, a.steps, a.minutes, a.batch, a.lr, a.flips, a.seed, a.device,
-          a.sample_every)
+          a.sample_every, not a.no_export)
 
 
 if __name__ == "__main__":

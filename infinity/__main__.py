@@ -1,0 +1,162 @@
+"""Command line: generate, convert, train, eval.
+
+    python -m infinity generate --prompt "a red circle on a blue background" --seed 0 --out x.png
+    python -m infinity convert --transformer infinity_2b_reg.pth --tokenizer infinity_vae_d32reg.pth --out 2b/
+    python -m infinity train tokenizer|cache|transformer [...]
+    python -m infinity eval [...]
+
+Errors end with one line on stderr and a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def parse_aspect(text: str) -> float:
+    """'W:H' (as people write it, e.g. 4:3) or a plain h/w number → h/w."""
+    from .validation import InvalidInput
+
+    try:
+        if ":" in text:
+            w, h = (float(v) for v in text.split(":", 1))
+            return h / w
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise InvalidInput(f"aspect ratio must look like 4:3 (width:height) or a number h/w, got {text!r}") from None
+
+
+def _scales(text: str) -> list[int]:
+    from .validation import InvalidInput
+
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise InvalidInput(f"flip scales must be comma-separated scale indices, got {text!r}") from None
+
+
+def cmd_generate(a) -> None:
+    import torch
+    from tqdm import tqdm
+
+    from . import viz
+    from .pipeline import InfinityPipeline
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    if out.suffix.lower() != ".png":
+        raise SystemExit(f"error: --out must be a .png file, got {a.out}")
+    if a.animation and Path(a.animation).suffix.lower() not in (".mp4", ".gif"):
+        raise SystemExit(f"error: --animation must end in .mp4 or .gif, got {a.animation}")
+    pipe = InfinityPipeline.from_pretrained(a.model, device=a.device)
+    kw = dict(negative_prompt=a.negative, guidance=a.guidance, temperature=a.temperature, top_p=a.top_p,
+              greedy=a.greedy, h_div_w=parse_aspect(a.aspect), budget=a.budget, flip_share=a.flip_share,
+              flip_scales=_scales(a.flip_scales))
+    prepared = pipe.prepare(a.prompt, a.seed, **kw)
+    states, previews = [], []
+    for st in tqdm(pipe.stream(a.prompt, a.seed, prepared=prepared), total=len(prepared.schedule), desc="scales",
+                   unit="scale", disable=a.quiet):
+        states.append(st)
+        if a.animation:
+            previews.append(pipe.decode(st.codes_sum)[0])
+    image = previews[-1] if previews else pipe.decode(states[-1].codes_sum)[0]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    viz.save_png(image, out, prepared.settings)
+    if a.animation:
+        frames = viz.scale_frames(previews, hws=[s.hw for s in states])
+        (viz.write_mp4 if a.animation.lower().endswith(".mp4") else viz.write_gif)(frames, a.animation)
+    if prepared.truncated and any(prepared.truncated):
+        print("note: the prompt was longer than the text encoder's limit and was cut", file=sys.stderr)
+    if not a.quiet:
+        h, w = image.height, image.width
+        print(f"wrote {out} ({w}x{h}, seed {a.seed})" + (f" and {a.animation}" if a.animation else ""))
+
+
+def cmd_convert(a) -> None:
+    """Official .pth files → safetensors + config.json, loadable with InfinityPipeline.from_pretrained(folder)."""
+    import dataclasses
+
+    from .config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
+    from .pipeline import InfinityPipeline
+    from .tokenizer import build_tokenizer
+    from .transformer import build_transformer
+
+    tok = build_tokenizer(a.tokenizer_preset, device="meta", weights=a.tokenizer)
+    tf = build_transformer(a.transformer_preset, device="meta", weights=a.transformer)
+    cfg = ModelConfig(name=a.name or a.transformer_preset, tokenizer=TOKENIZER_PRESETS[a.tokenizer_preset],
+                      transformer=TRANSFORMER_PRESETS[a.transformer_preset], text_encoder=a.text_encoder,
+                      default_budget="1M", defaults={"guidance": 3.0, "temperature": 0.5, "top_p": 0.97})
+    pipe = InfinityPipeline(tok, tf, None, dataclasses.replace(cfg))
+    pipe.save_pretrained(a.out, half=a.half)
+    print(f"wrote {a.out}/tokenizer.safetensors, transformer.safetensors, config.json")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m infinity", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    g = sub.add_parser("generate", help="prompt → PNG (and optionally the coarse-to-fine animation)")
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", required=True, help="output .png (prompt, seed and settings in its metadata)")
+    g.add_argument("--negative", default=None, help="negative prompt")
+    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (model default)")
+    g.add_argument("--temperature", type=float, default=None)
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--greedy", action="store_true", help="argmax per bit")
+    g.add_argument("--aspect", default="1:1", help="width:height, e.g. 4:3, or h/w as a number")
+    g.add_argument("--budget", default=None, help="pixel budget the model declares (e.g. 0.004M, 1M)")
+    g.add_argument("--flip-share", type=float, default=0.0, help="share of bits to flip (self-correction demo)")
+    g.add_argument("--flip-scales", default="", help="comma-separated scale indices to flip, e.g. 2,3")
+    g.add_argument("--animation", default=None, help="write the scale animation to FILE.mp4 or FILE.gif")
+    g.add_argument("--model", default=None, help="folder or hub id (default: the bundled small model)")
+    g.add_argument("--device", default=None)
+    g.add_argument("--threads", type=int, default=None)
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(fn=cmd_generate)
+
+    c = sub.add_parser("convert", help="official checkpoints → safetensors + config")
+    c.add_argument("--transformer", required=True, help="infinity_2b_reg.pth, or a sharded 8B folder")
+    c.add_argument("--tokenizer", required=True, help="infinity_vae_d32reg.pth")
+    c.add_argument("--transformer-preset", default="infinity-2b")
+    c.add_argument("--tokenizer-preset", default="vae-d32")
+    c.add_argument("--text-encoder", default="google/flan-t5-xl")
+    c.add_argument("--name", default=None)
+    c.add_argument("--half", action="store_true", help="store fp16 weights")
+    c.add_argument("--out", required=True)
+    c.set_defaults(fn=cmd_convert)
+
+    t = sub.add_parser("train", help="training stages (see each stage's --help)")
+    t.add_argument("stage", choices=["tokenizer", "cache", "transformer"])
+    t.add_argument("args", nargs=argparse.REMAINDER)
+    e = sub.add_parser("eval", help="evaluation (python -m infinity.eval --help)")
+    e.add_argument("args", nargs=argparse.REMAINDER)
+
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if a.cmd == "train":
+        import importlib
+
+        importlib.import_module(f"infinity.train.{a.stage}").main(a.args)
+        return 0
+    if a.cmd == "eval":
+        from .eval.__main__ import main as eval_main
+
+        return eval_main(a.args) or 0
+    from .io import CheckpointError
+    from .validation import InvalidInput
+
+    try:
+        a.fn(a)
+    except (InvalidInput, CheckpointError) as err:
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

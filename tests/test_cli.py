@@ -1,0 +1,62 @@
+"""The command line and the evaluation entry point, on the bundled model."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from infinity.__main__ import main, parse_aspect
+from infinity.pipeline import ASSETS
+from infinity.validation import InvalidInput
+from infinity.viz import read_png_metadata
+
+pytestmark = pytest.mark.skipif(not (ASSETS / "config.json").is_file(), reason="bundled model not in assets/")
+
+
+def test_generate_writes_png_with_metadata_and_animation(tmp_path, capsys):
+    out, anim = tmp_path / "x.png", tmp_path / "x.gif"
+    rc = main(["generate", "--prompt", "a red circle on a blue background", "--seed", "0", "--out", str(out),
+               "--animation", str(anim), "--quiet"])
+    assert rc == 0 and out.is_file() and anim.is_file()
+    meta = read_png_metadata(out)
+    assert meta["prompt"] == "a red circle on a blue background" and meta["seed"] == 0
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--prompt", "   "], "prompt is empty"),
+    (["--prompt", "x", "--seed", "-3"], "seed"),
+    (["--prompt", "x", "--guidance", "nan"], "guidance"),
+    (["--prompt", "x", "--budget", "9M"], "resolution"),
+    (["--prompt", "x", "--flip-share", "0.5", "--flip-scales", "42"], "flip scale"),
+    (["--prompt", "x", "--model", "/no/such/folder"], "not found"),
+])
+def test_bad_input_exits_with_one_line(tmp_path, capsys, args, msg):
+    rc = main(["generate", "--out", str(tmp_path / "y.png"), "--quiet", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and msg in err[-1] and err[-1].startswith("error:")
+    assert not (tmp_path / "y.png").exists()
+
+
+def test_aspect_parsing():
+    assert parse_aspect("4:3") == 0.75 and parse_aspect("1.5") == 1.5
+    with pytest.raises(InvalidInput):
+        parse_aspect("wide")
+
+
+def test_module_entry_point_runs_in_a_fresh_process(tmp_path):
+    out = tmp_path / "z.png"
+    r = subprocess.run([sys.executable, "-m", "infinity", "generate", "--prompt", "sunflower", "--out", str(out),
+                        "--quiet"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert out.is_file()
+
+
+def test_eval_scores_ground_truth_and_generation():
+    from infinity.eval.__main__ import evaluate, table
+    from infinity.pipeline import InfinityPipeline
+
+    res = evaluate(InfinityPipeline.from_pretrained(device="cpu"), n=4, n_emoji=3)
+    assert res["checker_on_ground_truth"]["overall"] == 1.0
+    assert 0.0 <= res["generated"]["overall"] <= 1.0 and res["tokenizer_psnr_scenes"] > 5
+    assert "| background |" in table({"bundled": res})
+    json.dumps(res)

@@ -1,0 +1,112 @@
+"""One step of each training stage on tiny configs, self-correction invariants, and DDP on CPU (gloo)."""
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from infinity import schedules
+from infinity.config import TextCondition
+from infinity.io import save_safetensors
+from infinity.tokenizer import BitwiseTokenizer
+from infinity.train.common import small_model_config
+from infinity.train.tokenizer import tokenizer_loss
+from infinity.train.transformer import bitwise_loss, flip_fn, scale_weights
+from infinity.transformer import InfinityTransformer
+
+CFG = small_model_config()
+TINY_TF = dataclasses.replace(CFG.transformer, depth=1, embed_dim=32, num_heads=2, text_channels=16, text_maxlen=8, mlp_ratio=8.0,
+                              pool_head_div=8)
+
+
+def test_tokenizer_step_trains_encoder_and_decoder():
+    torch.manual_seed(0)
+    tok = BitwiseTokenizer(CFG.tokenizer)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    loss, logs = tokenizer_loss(tok, x, schedules.scale_schedule(1.0, 5))
+    loss.backward()
+    assert torch.isfinite(loss) and 0 < logs["psnr"] < 60
+    # straight-through: the encoder gets gradients through the quantizer at every scale
+    assert tok.encoder.conv_in.conv.weight.grad.abs().sum() > 0
+    assert tok.decoder.conv_out.conv.weight.grad.abs().sum() > 0
+
+
+def _batch(B=3):
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(B, 16, 8, 8, generator=g) * 0.3
+    cond = TextCondition(torch.randn(B, 5, 16, generator=g), torch.ones(B, 5, dtype=torch.bool))
+    return feats, cond
+
+
+def test_transformer_step_and_condition_dropout():
+    torch.manual_seed(0)
+    model = InfinityTransformer(TINY_TF)
+    cfg = dataclasses.replace(CFG, transformer=TINY_TF)
+    feats, cond = _batch()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(3):
+        loss, logs = bitwise_loss(model, feats, cond, 1.0, "0.004M", cfg, 0.0, torch.Generator().manual_seed(1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]  # it learns the batch
+    # dropped captions use the learned null text: cfg_uncond receives gradient only then
+    model.zero_grad()
+    bitwise_loss(model, feats, cond, 1.0, "0.004M", cfg, 0.0, torch.Generator(), drop_B=torch.zeros(3, dtype=torch.bool))[0].backward()
+    assert model.cfg_uncond.grad is None or model.cfg_uncond.grad.abs().sum() == 0
+    model.zero_grad()
+    bitwise_loss(model, feats, cond, 1.0, "0.004M", cfg, 0.0, torch.Generator(), drop_B=torch.ones(3, dtype=torch.bool))[0].backward()
+    assert model.cfg_uncond.grad.abs().sum() > 0
+
+
+def test_self_correction_flips_inputs_not_labels():
+    from infinity.tokenizer import quantizer as Q
+
+    feats, _ = _batch()
+    sched = schedules.scale_schedule(1.0, 5)
+    clean = Q.residual_quantize(feats, sched)
+    g = torch.Generator().manual_seed(3)
+    noisy = Q.residual_quantize(feats, sched, flip=flip_fn(0.3, g, len(sched)))
+    shares = [(a != b).float().mean().item() for a, b in zip(noisy.used_bits, noisy.bits)]
+    assert max(shares) > 0.02 and all(s <= 0.45 for s in shares)   # p per scale drawn from {0, …, 0.3}
+    assert torch.equal(noisy.bits[0], clean.bits[0])                # labels of the first scale are untouched
+    assert flip_fn(0.0, g, 5) is None                                # --flips 0: the ablation
+
+
+def test_scale_weights_balance_scales():
+    sched = schedules.scale_schedule(1.0, 5)
+    w = scale_weights(sched)
+    assert torch.isclose(w.sum(), torch.tensor(1.0))
+    per_scale = [w[a:b].sum().item() for a, b in zip([0, 1, 5, 21, 57], [1, 5, 21, 57, 121])]
+    assert per_scale == sorted(per_scale)  # √(h·w) growth: finer scales count more, but not by their token count
+    assert per_scale[-1] / per_scale[0] == pytest.approx(8.0, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(tmp_path):
+    """The same command under torchrun: two CPU processes, gloo, DistributedDataParallel."""
+    from safetensors.torch import save_file
+
+    tokdir, cache = tmp_path / "tok", tmp_path / "cache"
+    tokdir.mkdir()
+    cache.mkdir()
+    save_safetensors(BitwiseTokenizer(CFG.tokenizer).state_dict(), tokdir / "tokenizer.safetensors")
+    g = torch.Generator().manual_seed(0)
+    for r in CFG.h_div_w[:1]:
+        sched = schedules.scale_schedule(r, "0.004M", CFG.budgets)
+        h, w = sched[-1]
+        save_file({"features": torch.randn(8, 16, h, w, generator=g).half(), "text": torch.randn(8, 6, 384, generator=g).half(),
+                   "mask": torch.ones(8, 6, dtype=torch.uint8)}, str(cache / f"r{r:.3f}_0.004M_0000.safetensors"),
+                  metadata={"ratio": str(r), "budget": "0.004M", "captions": "[]"})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "infinity.train.transformer", "--tokenizer", str(tokdir), "--cache", str(cache), "--out",
+           str(tmp_path / "tf"), "--steps", "2", "--batch", "4", "--sample-every", "0", "--no-export"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = torch.load(tmp_path / "tf" / "last.pt", weights_only=True)
+    assert state["step"] == 2
