@@ -243,3 +243,12 @@ class ScaleState:
     codes_sum: "torch.Tensor"
     flip_mask: "Optional[torch.Tensor]" = None
     seconds: float = 0.0
+
+
+def resolve_preset(name_or_config, presets: Mapping[str, Any], what: str):
+    """A preset name or a config → the config; unknown names fail listing the known ones."""
+    if not isinstance(name_or_config, str):
+        return name_or_config
+    if name_or_config not in presets:
+        raise KeyError(f"unknown {what} preset {name_or_config!r}; known: {sorted(presets)}")
+    return presets[name_or_config]

@@ -30,17 +30,10 @@ def golden():
 
 
 @pytest.fixture(scope="module")
-def tiny_t5(golden):
-    meta, g = golden
-    tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizers.Tokenizer.from_str(json.dumps(meta["tokenizer_json"])),
-        eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-    )
-    model = transformers.T5EncoderModel(transformers.T5Config(**meta["config"]))
-    sd = {k[len("t5."):]: v.float() for k, v in g.items() if k.startswith("t5.")}
-    sd["encoder.embed_tokens.weight"] = sd["shared.weight"]  # tied in HF, not stored
-    model.load_state_dict(sd, strict=True)
-    return TextEncoder.from_modules(tok, model, max_length=512)
+def tiny_t5():
+    from conftest import Golden, tiny_t5_encoder
+
+    return tiny_t5_encoder(Golden())
 
 
 def test_tiny_t5_tokenizer_matches_official_call(golden, tiny_t5):

@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from ..config import TOKENIZER_PRESETS, TokenizerConfig
+from ..config import TOKENIZER_PRESETS, TokenizerConfig, resolve_preset
 from ..io import CheckpointError, StateDict, load_file, load_strict
 from . import quantizer as Q
 from .vae import Decoder, Encoder
@@ -117,9 +117,7 @@ def build_tokenizer(name_or_config: Union[str, TokenizerConfig], device: Union[s
                     dtype: Optional[torch.dtype] = None, weights=None) -> BitwiseTokenizer:
     """Build a tokenizer from a preset name (`vae-d32`, …) or a config. `device='meta'` builds without memory;
     `weights` (a path or state dict in the official layout) loads strictly."""
-    if isinstance(name_or_config, str) and name_or_config not in TOKENIZER_PRESETS:
-        raise KeyError(f"unknown tokenizer preset {name_or_config!r}; known: {sorted(TOKENIZER_PRESETS)}")
-    cfg = TOKENIZER_PRESETS[name_or_config] if isinstance(name_or_config, str) else name_or_config
+    cfg = resolve_preset(name_or_config, TOKENIZER_PRESETS, "tokenizer")
     with torch.device(device or "cpu"):
         tok = BitwiseTokenizer(cfg)
     if weights is not None:

@@ -138,6 +138,17 @@ def load_checkpoint(path: Path) -> Optional[dict]:
     return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
 
+def resume(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, Optional[dict]]:
+    """Continue from `out/last.pt` when it exists: (step to run next, the saved state)."""
+    state = load_checkpoint(out / "last.pt")
+    if not state:
+        return 0, None
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    log.info("resumed at step %d", int(state["step"]))
+    return int(state["step"]), state
+
+
 def setup_logging(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",

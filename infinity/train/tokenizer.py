@@ -22,7 +22,7 @@ from ..config import ModelConfig
 from ..io import save_safetensors
 from ..tokenizer import BitwiseTokenizer
 from ..tokenizer import quantizer as Q
-from .common import (Mixture, Timer, cosine_lr, default_sources, load_checkpoint, save_checkpoint, setup_logging,
+from .common import (Mixture, Timer, cosine_lr, default_sources, resume, save_checkpoint, setup_logging,
                      small_model_config)
 
 log = logging.getLogger("infinity.train")
@@ -50,13 +50,7 @@ def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch:
     torch.manual_seed(seed)
     tok = BitwiseTokenizer(cfg.tokenizer).to(device).train()
     opt = torch.optim.AdamW(tok.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-    state = load_checkpoint(out / "last.pt")
-    start = 0
-    if state:
-        tok.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["step"])
-        log.info("resumed at step %d", start)
+    start, state = resume(out, tok, opt)
     mix = Mixture(cfg, default_sources(emoji, folder), {"scenes": 0.6, "emoji": 0.3 if emoji else 0, "folder": 0.3},
                   {b: (0.7 if n <= 5 else 0.3) for b, n in cfg.budgets.items()}, seed)
     timer, bar = Timer(minutes), tqdm(total=steps, initial=start, desc="tokenizer", mininterval=5)

@@ -29,7 +29,7 @@ from ..io import load_file
 from ..tokenizer import quantizer as Q
 from ..transformer import InfinityTransformer
 from .cache import FeatureCache
-from .common import Timer, cosine_lr, load_checkpoint, save_checkpoint, setup_logging, small_model_config
+from .common import Timer, cosine_lr, resume, save_checkpoint, setup_logging, small_model_config
 
 log = logging.getLogger("infinity.train")
 
@@ -84,13 +84,7 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
     torch.manual_seed(seed)
     model = InfinityTransformer(cfg.transformer).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
-    state = load_checkpoint(out / "last.pt")
-    start = 0
-    if state:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["step"])
-        log.info("resumed at step %d", start)
+    start, state = resume(out, model, opt)
     # DistributedDataParallel averages gradients across processes; cfg_uncond is unused in steps without dropout
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ddp else model
     cache = FeatureCache(cache_dir, {b: (1.0 if n <= 5 else 0.25) for b, n in cfg.budgets.items()})

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import schedules
-from ..config import TRANSFORMER_PRESETS, TextCondition, TransformerConfig
+from ..config import TRANSFORMER_PRESETS, TextCondition, TransformerConfig, resolve_preset
 from ..io import CheckpointError, load_file, load_sharded, load_strict
 from .layers import AttentivePool, Block, KVCache, RMSNorm
 from .rope import rope_cos_sin
@@ -196,12 +196,9 @@ def build_transformer(name_or_config: Union[str, TransformerConfig], device=None
                       weights=None) -> InfinityTransformer:
     """Build from a preset (`infinity-2b`, `infinity-8b`, `infinity-layer12` …) or a config; `device='meta'`
     allocates nothing; `weights` loads strictly (official layouts or our safetensors)."""
-    if isinstance(name_or_config, str):
-        if name_or_config not in TRANSFORMER_PRESETS:
-            raise KeyError(f"unknown transformer preset {name_or_config!r}; known: {sorted(TRANSFORMER_PRESETS)}")
-        name_or_config = TRANSFORMER_PRESETS[name_or_config]
+    cfg = resolve_preset(name_or_config, TRANSFORMER_PRESETS, "transformer")
     with torch.device(device or "cpu"):
-        model = InfinityTransformer(name_or_config)
+        model = InfinityTransformer(cfg)
     if weights is not None:
         model.load_official(weights)
     if dtype is not None:
