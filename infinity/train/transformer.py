@@ -73,7 +73,8 @@ def bitwise_loss(model: InfinityTransformer, feats, cond: TextCondition, ratio: 
 
 
 def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, steps: int, minutes, batch: int,
-          lr: float, strength: float, seed: int, device: str, sample_every: int, export_model: bool = True) -> None:
+          lr: float, strength: float, seed: int, device: str, sample_every: int, export_model: bool = True,
+          snapshot_every: int = 0) -> None:
     ddp = "WORLD_SIZE" in os.environ
     rank = 0
     if ddp:
@@ -114,6 +115,9 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
             log.info("step %d loss %.4f bit-acc %.3f %s %s", step, loss.item(), logs["acc"], ratio, budget)
         if rank == 0 and step % 500 == 0:
             save_checkpoint(out / "last.pt", model=model.state_dict(), opt=opt.state_dict(), step=step, gen=gen.get_state())
+        if rank == 0 and snapshot_every and step % snapshot_every == 0:  # for comparisons at equal budget
+            export(model, cfg, tokenizer_dir, out / "snapshots" / f"step_{step:06d}")
+            model.train()
         if rank == 0 and sample_every and step % sample_every == 0:
             write_samples(model, cfg, tokenizer_dir, out / f"samples_{step:06d}.png")
             model.train()
@@ -166,13 +170,14 @@ def main(argv=None):
     p.add_argument("--sample-every", type=int, default=1000)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-export", action="store_true", help="skip writing the safetensors model at the end")
+    p.add_argument("--snapshot-every", type=int, default=500, help="export a model folder every N steps")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = small_model_config()
     train(cfg, a.tokenizer, a.cache, a.out, a.steps, a.minutes, a.batch, a.lr, a.flips, a.seed, a.device,
-          a.sample_every, not a.no_export)
+          a.sample_every, not a.no_export, a.snapshot_every)
 
 
 if __name__ == "__main__":
