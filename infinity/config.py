@@ -33,6 +33,10 @@ class TokenizerConfig:
     base_ch: int = 128
     ch_mult: tuple[int, ...] = (1, 2, 4, 4, 4)
     num_res_blocks: int = 2
+    # GroupNorm groups. The official VAEs use 32 (over ≥128 channels). A narrow VAE needs fewer: with one
+    # channel per group the norm removes each channel's spatial mean, and a flat background colour can no
+    # longer reach the decoder's output.
+    norm_groups: int = 32
     spatial_patchify: bool = False
     # official interpolation modes: residual -> scale is 'area' (adaptive average), code -> full size 'trilinear'
     down_mode: str = "area"

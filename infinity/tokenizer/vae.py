@@ -22,21 +22,21 @@ class Conv(nn.Module):
 
 
 class Norm(nn.Module):
-    """GroupNorm with 32 groups (24 when the channels do not divide by 32), eps 1e-6, as the official VAE."""
+    """GroupNorm, eps 1e-6; the official VAE uses 32 groups (24 when the channels do not divide by 32)."""
 
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, groups: int = 32):
         super().__init__()
-        self.norm = nn.GroupNorm(32 if ch % 32 == 0 else 24, ch, eps=1e-6, affine=True)
+        self.norm = nn.GroupNorm(groups if ch % groups == 0 else 24, ch, eps=1e-6, affine=True)
 
     def forward(self, x):
         return self.norm(x)
 
 
 class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, groups: int = 32):
         super().__init__()
-        self.norm1, self.conv1 = Norm(cin), Conv(cin, cout)
-        self.norm2, self.conv2 = Norm(cout), Conv(cout, cout)
+        self.norm1, self.conv1 = Norm(cin, groups), Conv(cin, cout)
+        self.norm2, self.conv2 = Norm(cout, groups), Conv(cout, cout)
         self.nin_shortcut = Conv(cin, cout, k=1) if cin != cout else None
 
     def forward(self, x):
@@ -68,9 +68,9 @@ class Upsample(nn.Module):
 
 
 class Mid(nn.Module):
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, groups: int):
         super().__init__()
-        self.block_1, self.block_2 = ResBlock(ch, ch), ResBlock(ch, ch)
+        self.block_1, self.block_2 = ResBlock(ch, ch, groups), ResBlock(ch, ch, groups)
 
     def forward(self, x):
         return self.block_2(self.block_1(x))
@@ -89,14 +89,14 @@ class Encoder(nn.Module):
             level = nn.Module()
             blocks = []
             for _ in range(cfg.num_res_blocks):
-                blocks.append(ResBlock(cin, ch * m))
+                blocks.append(ResBlock(cin, ch * m, cfg.norm_groups))
                 cin = ch * m
             level.block = nn.ModuleList(blocks)
             if i < len(mult) - 1:
                 level.downsample = Downsample(cin)
             self.down.append(level)
-        self.mid = Mid(cin)
-        self.norm_out = Norm(cin)
+        self.mid = Mid(cin, cfg.norm_groups)
+        self.norm_out = Norm(cin, cfg.norm_groups)
         self.conv_out = Conv(cin, cfg.codebook_dim)
 
     def forward(self, x):
@@ -121,20 +121,20 @@ class Decoder(nn.Module):
         ch, mult = cfg.base_ch, cfg.ch_mult
         cin = ch * mult[-1]
         self.conv_in = Conv(cfg.codebook_dim, cin)
-        self.mid = Mid(cin)
+        self.mid = Mid(cin, cfg.norm_groups)
         levels = [None] * len(mult)
         for i in reversed(range(len(mult))):
             level = nn.Module()
             blocks = []
             for _ in range(cfg.num_res_blocks + 1):
-                blocks.append(ResBlock(cin, ch * mult[i]))
+                blocks.append(ResBlock(cin, ch * mult[i], cfg.norm_groups))
                 cin = ch * mult[i]
             level.block = nn.ModuleList(blocks)
             if i > 0:
                 level.upsample = Upsample(cin)
             levels[i] = level
         self.up = nn.ModuleList(levels)
-        self.norm_out = Norm(cin)
+        self.norm_out = Norm(cin, cfg.norm_groups)
         self.conv_out = Conv(cin, 3)
 
     def forward(self, z, clamp: bool = True):

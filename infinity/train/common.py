@@ -26,7 +26,7 @@ SMALL_RATIOS = (1.0, 0.75, 1.333, 0.5, 2.0)
 def small_model_config() -> ModelConfig:
     return ModelConfig(
         name="infinity-small-scenes",
-        tokenizer=TokenizerConfig(codebook_dim=16, base_ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1),
+        tokenizer=TokenizerConfig(codebook_dim=16, base_ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, norm_groups=8),
         transformer=TransformerConfig(depth=5, embed_dim=208, num_heads=4, d_vae=16, text_channels=384,
                                       text_maxlen=256, block_chunks=1, cond_drop_rate=0.1, pool_head_div=96),
         text_encoder="minilm",
@@ -167,4 +167,4 @@ def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
     p = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * p)))
+    return float(base * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * p))))  # a Python float: checkpoints stay weights_only-loadable
