@@ -110,3 +110,21 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     state = torch.load(tmp_path / "tf" / "last.pt", weights_only=True)
     assert state["step"] == 2
+
+
+def test_own_folder_as_the_only_source(tmp_path):
+    from PIL import Image
+
+    from infinity.train.common import Mixture, default_sources
+
+    for i, c in enumerate(["a cat", "a dog"]):
+        Image.new("RGB", (90, 60), (i * 200, 50, 50)).save(tmp_path / f"{i}.png")
+        (tmp_path / f"{i}.txt").write_text(c)
+    src = default_sources(emoji=False, folder=str(tmp_path), use_scenes=False)
+    assert list(src) == ["folder"]
+    mix = Mixture(CFG, src, {"folder": 1.0}, {"0.004M": 1.0}, seed=0)
+    step, x, caps, ratio, budget = next(mix.batches(4))
+    assert x.shape[0] == 4 and set(caps) <= {"a cat", "a dog"} and budget == "0.004M"
+    assert x.shape[-2:] == tuple(s * 8 for s in schedules.scale_schedule(ratio, 5)[-1])
+    with pytest.raises(ValueError, match="no data"):
+        default_sources(emoji=False, folder=None, use_scenes=False)

@@ -32,13 +32,14 @@ def bucket_name(ratio: float, budget: str) -> str:
 
 
 def build_cache(cfg: ModelConfig, tokenizer_dir: Path, out: Path, per_bucket: dict, seed: int, emoji: bool,
-                folder: str | None, text_encoder: str | None = None, weights: dict | None = None) -> None:
+                folder: str | None, text_encoder: str | None = None, weights: dict | None = None,
+                use_scenes: bool = True) -> None:
     from ..text import load_text_encoder
 
     setup_logging(out)
     tok = build_tokenizer(cfg.tokenizer, weights=load_weights(tokenizer_dir / "tokenizer.safetensors"))
     te = load_text_encoder(text_encoder or cfg.text_encoder)
-    sources = default_sources(emoji, folder)
+    sources = default_sources(emoji, folder, use_scenes)
     weights = weights or {"scenes": 0.7, "emoji": 0.3, "folder": 0.3}
     names = list(sources)
     for budget, n in per_bucket.items():
@@ -118,12 +119,13 @@ def main(argv=None):
     p.add_argument("--large-per-bucket", type=int, default=1000, help="items per aspect ratio at larger budgets")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-emoji", action="store_true")
+    p.add_argument("--no-scenes", action="store_true", help="train on your folder (and emoji) only")
     p.add_argument("--folder", default=None)
     a = p.parse_args(argv)
     cfg = small_model_config()
     small = min(cfg.budgets, key=cfg.budgets.get)
     per = {b: (a.per_bucket if b == small else a.large_per_bucket) for b in cfg.budgets}
-    build_cache(cfg, a.tokenizer, a.out, per, a.seed, not a.no_emoji, a.folder)
+    build_cache(cfg, a.tokenizer, a.out, per, a.seed, not a.no_emoji, a.folder, use_scenes=not a.no_scenes)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ class Mixture:
             step += 1
 
 
-def default_sources(emoji: bool = True, folder: Optional[str] = None) -> dict:
+def default_sources(emoji: bool = True, folder: Optional[str] = None, use_scenes: bool = True) -> dict:
     """Scenes (train split), curated emoji and optionally a folder of your own images."""
     from ..data import scenes
 
@@ -93,7 +93,7 @@ def default_sources(emoji: bool = True, folder: Optional[str] = None) -> dict:
         sc = scenes.sample_scene(r, "train")
         return scenes.render_scene(sc, w, h), scenes.caption_scene(sc, r)
 
-    out = {"scenes": scene}
+    out = {"scenes": scene} if use_scenes else {}
     if emoji:
         from ..data.emoji import EmojiDataset
 
@@ -121,6 +121,8 @@ def default_sources(emoji: bool = True, folder: Optional[str] = None) -> dict:
             return item["image"], item["caption"]
 
         out["folder"] = own
+    if not out:
+        raise ValueError("no data: pass --folder, or keep the scenes or the emoji")
     return out
 
 

@@ -45,13 +45,13 @@ def psnr(y: torch.Tensor, x: torch.Tensor) -> float:
 
 
 def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch: int, lr: float, seed: int,
-          emoji: bool, folder: str | None, device: str) -> Path:
+          emoji: bool, folder: str | None, device: str, use_scenes: bool = True) -> Path:
     setup_logging(out)
     torch.manual_seed(seed)
     tok = BitwiseTokenizer(cfg.tokenizer).to(device).train()
     opt = torch.optim.AdamW(tok.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     start, state = resume(out, tok, opt)
-    mix = Mixture(cfg, default_sources(emoji, folder), {"scenes": 0.6, "emoji": 0.3 if emoji else 0, "folder": 0.3},
+    mix = Mixture(cfg, default_sources(emoji, folder, use_scenes), {"scenes": 0.6, "emoji": 0.3 if emoji else 0, "folder": 0.3},
                   {b: (0.7 if n <= 5 else 0.3) for b, n in cfg.budgets.items()}, seed)
     timer, bar = Timer(minutes), tqdm(total=steps, initial=start, desc="tokenizer", mininterval=5)
     step = start
@@ -89,13 +89,15 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-emoji", action="store_true")
+    p.add_argument("--no-scenes", action="store_true", help="train on your folder (and emoji) only")
     p.add_argument("--folder", default=None, help="also train on a folder of your own captioned images")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    train(small_model_config(), a.out, a.steps, a.minutes, a.batch, a.lr, a.seed, not a.no_emoji, a.folder, a.device)
+    train(small_model_config(), a.out, a.steps, a.minutes, a.batch, a.lr, a.seed, not a.no_emoji, a.folder, a.device,
+          not a.no_scenes)
 
 
 if __name__ == "__main__":

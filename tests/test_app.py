@@ -1,0 +1,246 @@
+"""The Gradio app on the bundled model: a real server on a free port, driven through gradio_client.
+
+The whole module shares one server (starting it loads the model once); each request takes well under a second.
+"""
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import socket
+import time
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+import app  # noqa: E402
+from infinity import viz  # noqa: E402
+
+PROMPT = "a red circle on a blue background"
+# gradio's queue uses pandas options that pandas 3 deprecates; nothing this project can act on
+pytestmark = pytest.mark.filterwarnings("ignore:.*:Warning:gradio.queueing")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return app.load_pipeline()
+
+
+@pytest.fixture(scope="module")
+def served(pipe, tmp_path_factory):
+    """(demo, client, output root) for a launched demo; closed after the module."""
+    root = tmp_path_factory.mktemp("app-outputs")
+    demo = app.build_demo(pipe, output_root=root)
+    port = free_port()
+    demo.queue().launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True,
+                        **app.launch_kwargs(root))
+    try:
+        client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+        yield demo, client, root
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return served[1]
+
+
+@pytest.fixture(scope="module")
+def studio(served):
+    return served[0].studio
+
+
+def generate(client, seed, **kw):
+    return client.predict(prompt=kw.pop("prompt", PROMPT), seed=seed, randomize_seed=False, api_name="/generate", **kw)
+
+
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def mp4_props(path) -> dict:
+    import imageio_ffmpeg
+
+    frames = imageio_ffmpeg.read_frames(str(path))
+    meta = next(frames)
+    frames.close()
+    return meta
+
+
+# ----------------------------------------------------------------------------------------------------------------
+def test_named_endpoints(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert names == {"/generate", "/flip", "/tokenize", "/variation"}
+
+
+def test_choices_in_real_pixels(studio, pipe):
+    assert studio.budget_choices(1.0)[0] == ("64×64 px (0.004M)", "0.004M")
+    assert [b for _, b in studio.budget_choices(1.0)] == pipe.budgets()
+    labels = dict(studio.ratio_choices())
+    assert labels["1:1"] == 1.0 and labels["4:3"] == 0.75  # width:height
+    H, W = pipe.pixel_size(0.75, "0.004M")  # (height, width)
+    assert studio.budget_choices(0.75)[0][0] == f"{W}×{H} px (0.004M)" and W > H
+    assert studio.scale_choices(1.0, "0.004M")[2] == ("3: 4×4", 2)
+
+
+def test_generate_image_animation_and_metadata(client):
+    pngs, mp4, gif, info = generate(client, 11)
+    assert len(pngs) == 1 and Path(pngs[0]).is_file()
+    meta = viz.read_png_metadata(pngs[0])
+    assert meta["prompt"] == PROMPT and meta["seed"] == 11 and meta["budget"] == "0.004M"
+    assert pixels(pngs[0]).shape == (64, 64, 3)
+    props = mp4_props(mp4)  # plays in browsers: H.264, 4:2:0, even sizes
+    assert props["codec"] == "h264" and props["pix_fmt"].startswith("yuv420p")
+    assert all(n % 2 == 0 for n in props["size"])
+    assert Path(gif).read_bytes()[:4] == b"GIF8"
+    assert info["seed"] == 11 and info["settings"]["prompt"] == PROMPT
+    assert dict(parse_qsl(info["share_query"]))["seed"] == "11"
+
+
+def test_same_seed_same_pixels_and_seed_per_image(client):
+    two = generate(client, 5, num_images=2)[0]
+    one = generate(client, 5)[0]
+    next_seed = generate(client, 6)[0]
+    assert np.array_equal(pixels(two[0]), pixels(one[0]))
+    assert np.array_equal(pixels(two[1]), pixels(next_seed[0]))  # image i of a batch is seed + i on its own
+    assert viz.read_png_metadata(two[1])["seed"] == 6
+
+
+def test_flip_endpoint(client):
+    clean, flipped, mp4, planes, info = client.predict(prompt="red apple", seed=3, flip_share=0.3, flip_scales=[2],
+                                                       inspect_scale=2, flip_seed=1, api_name="/flip")
+    for p in (clean, flipped, planes):
+        assert Path(p).is_file()
+    assert mp4_props(mp4)["codec"] == "h264"
+    rows = info["scales"]
+    assert [r["flipped_bits"] > 0 for r in rows] == [k == 2 for k in range(len(rows))]
+    assert all(r["mean_abs_diff"] == 0 for r in rows[:2])  # same draws before the first flip
+    assert viz.read_png_metadata(flipped)["flip_scales"] == [2]
+    # the clean run is the plain generation of that seed
+    plain = client.predict(prompt="red apple", seed=3, randomize_seed=False, api_name="/generate")[0][0]
+    assert np.array_equal(pixels(clean), pixels(plain))
+
+
+def upload(tmp_path) -> str:
+    im = Image.new("RGB", (48, 40), (30, 60, 200))
+    ImageDraw.Draw(im).ellipse((12, 8, 36, 32), fill=(220, 30, 30))
+    path = tmp_path / "upload.png"
+    im.save(path)
+    return str(path)
+
+
+def test_tokenize_endpoint(client, tmp_path):
+    recon, per_scale, kept, requant, info = client.predict(
+        image=gradio_client.handle_file(upload(tmp_path)), flip_share=0.25, flip_scale=2, flip_seed=0,
+        api_name="/tokenize")
+    K = len(info["scales"])
+    assert len(per_scale) == K and all(Path(p).is_file() for p in per_scale)
+    assert np.array_equal(pixels(per_scale[-1]), pixels(recon))
+    assert info["flipped_bits"] > 0 and Path(kept).is_file() and Path(requant).is_file()
+    assert info["size"][0] > info["size"][1]  # a landscape upload keeps a landscape ratio
+    # without a share nothing is flipped
+    out = client.predict(image=gradio_client.handle_file(upload(tmp_path)), flip_share=0, api_name="/tokenize")
+    assert out[2] is None and out[3] is None and "flipped_bits" not in out[4]
+
+
+def test_variation_endpoint(client, tmp_path):
+    png, mp4, info = client.predict(image=gradio_client.handle_file(upload(tmp_path)), prompt="sunflower",
+                                    keep_scales=2, seed=1, api_name="/variation")
+    assert Path(png).is_file() and Path(mp4).is_file() and info["keep_scales"] == 2
+    # keeping every scale leaves nothing to generate: the variation is the reconstruction itself
+    recon_scales = client.predict(image=gradio_client.handle_file(upload(tmp_path)), flip_share=0,
+                                  api_name="/tokenize")[1]
+    all_kept = client.predict(image=gradio_client.handle_file(upload(tmp_path)), prompt="sunflower",
+                              keep_scales=len(recon_scales), seed=1, api_name="/variation")[0]
+    assert np.array_equal(pixels(all_kept), pixels(recon_scales[-1]))
+
+
+def test_share_link_restores_settings(studio):
+    query = {"prompt": "red apple", "seed": "42", "ratio": "4:3", "resolution": "0.016M", "guidance": "2.5",
+             "temperature": "0.6", "n": "2", "greedy": "1", "flip_share": "0.1", "flip_scales": "1,3",
+             "inspect": "3", "flip_seed": "9", "unknown": "x"}
+    s = studio.settings_from_query(query)
+    assert (s["prompt"], s["seed"], s["h_div_w"], s["budget"], s["guidance"], s["temperature"]) == \
+        ("red apple", 42, 0.75, "0.016M", 2.5, 0.6)
+    assert (s["num_images"], s["greedy"], s["flip_share"], s["flip_scales"], s["inspect_scale"], s["flip_seed"]) == \
+        (2, True, 0.1, [1, 3], 3, 9)
+    assert s["autorun"] and not s["randomize"] and s["ignored"] == []
+    # what the page writes into its URL reads back to the same settings
+    again = studio.settings_from_query(dict(parse_qsl(studio.query_from_settings(s))))
+    assert {k: again[k] for k in app.QUERY_KEYS.values()} == {k: s[k] for k in app.QUERY_KEYS.values()}
+
+
+def test_share_link_ignores_bad_values(studio):
+    d = studio.defaults()
+    s = studio.settings_from_query({"seed": "-5", "temperature": "0", "n": "2.5", "ratio": "7:3",
+                                    "resolution": "../../etc", "flip_scales": "1,99"})
+    assert sorted(s["ignored"]) == ["flip_scales", "n", "ratio", "resolution", "seed", "temperature"]
+    assert (s["seed"], s["temperature"], s["num_images"], s["h_div_w"], s["budget"], s["flip_scales"]) == \
+        (d["seed"], d["temperature"], 1, d["h_div_w"], d["budget"], d["flip_scales"])
+    plain = studio.settings_from_query({})
+    assert not plain["autorun"] and plain["randomize"]
+
+
+def test_invalid_input_is_reported_and_server_keeps_serving(client):
+    with pytest.raises(gradio_client.exceptions.AppError, match="prompt is empty"):
+        generate(client, 1, prompt="   ")
+    with pytest.raises(gradio_client.exceptions.AppError, match="seed"):
+        generate(client, -5)
+    with pytest.raises(gradio_client.exceptions.AppError, match="at least one scale"):
+        client.predict(prompt="red apple", seed=1, flip_scales=[], api_name="/flip")
+    pngs, *_ = generate(client, 2)
+    assert Path(pngs[0]).is_file()
+
+
+def test_outputs_stay_in_the_app_folder(served):
+    demo, client, root = served
+    generate(client, 8, prompt="../../evil name")
+    folders = [p for p in Path(root).iterdir() if p.name.startswith("req-generate-")]
+    assert folders and all(p.parent == Path(root) for p in folders)
+    names = {f.name for p in folders for f in p.iterdir()}
+    assert not any("evil" in n for n in names)
+    assert [str(Path(root).resolve())] == app.launch_kwargs(root)["allowed_paths"]
+
+
+def test_output_store_prunes_only_its_old_folders(tmp_path):
+    store = app.OutputStore(tmp_path, max_age_s=60)
+    old, fresh = store.new_dir("generate"), store.new_dir("generate")
+    foreign = tmp_path / "keep-me"
+    foreign.mkdir()
+    past = time.time() - 3600
+    os.utime(old, (past, past))
+    os.utime(foreign, (past, past))
+    store.prune()
+    assert not old.exists() and fresh.exists() and foreign.exists()
+    assert fresh.parent == tmp_path.resolve()
+
+
+def test_command_line_and_environment(monkeypatch):
+    monkeypatch.setenv("INFINITY_MODEL", "some/model")
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    a = app.parse_args([])
+    assert (a.model, a.host, a.port, a.share, a.concurrency) == ("some/model", "0.0.0.0", 7999, False, 1)
+    assert app.parse_args(["--model", "x", "--port", "1234", "--share"]).port == 1234
+
+    calls = []
+    monkeypatch.setattr(app.InfinityPipeline, "from_pretrained", classmethod(lambda cls, *a, **k: calls.append((a, k))))
+    monkeypatch.setattr(app.torch.cuda, "is_available", lambda: False)
+    app.load_pipeline("FoundationVision/Infinity")  # the 2B model only with a GPU: the bundled one instead
+    app.load_pipeline(None)
+    assert calls == [((), {"device": "cpu"}), ((), {"device": "cpu"})]
