@@ -78,7 +78,7 @@ class InfinityTransformer(nn.Module):
 
         def tn(t, s):
             with torch.no_grad():
-                t.copy_(torch.nn.init.trunc_normal_(torch.empty(t.shape), std=s, a=-2 * s, b=2 * s, generator=g))
+                t.copy_(torch.nn.init.trunc_normal_(torch.empty(t.shape, device="cpu"), std=s, a=-2 * s, b=2 * s, generator=g))
 
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -93,7 +93,7 @@ class InfinityTransformer(nn.Module):
             self.shared_ada_lin[1].weight.mul_(1e-3)
             self.head.weight.mul_(0.1)
             for b in self.blocks:
-                b.ada_gss.copy_(torch.randn(b.ada_gss.shape, generator=g) / C**0.5)
+                b.ada_gss.copy_(torch.randn(b.ada_gss.shape, generator=g, device="cpu") / C**0.5)
 
     # -- text -------------------------------------------------------------------------------------------------
     def null_condition(self, like: TextCondition) -> TextCondition:
