@@ -197,18 +197,20 @@ class InfinityPipeline:
         return to_pil(self.tokenizer.codes_to_image(codes_sum).float().cpu())
 
     @torch.no_grad()
-    def encode_image(self, image: Image.Image, h_div_w: Optional[float] = None, budget: Optional[str] = None):
+    def encode_image(self, image: Image.Image, h_div_w: Optional[float] = None, budget: Optional[str] = None,
+                     flip=None):
         """An image → (resized image, per-scale pyramid) at the nearest supported size (tokenizer tab,
-        variations)."""
+        variations). `flip(scale, bits) -> bits` re-quantizes later scales around flipped bits (paper §3.3)."""
         from .data.folder import resize_cover_crop
-        from .train.common import to_tensor
+        from .viz import from_pil as to_tensor
 
         r = h_div_w or image.height / image.width
         sched = self.schedule(r, budget)
         H, W = schedules.pixel_size(sched, self.config.tokenizer.token_stride)
         img = resize_cover_crop(image.convert("RGB"), H, W)
         vae_sched = schedules.patchify_schedule(sched) if self.config.tokenizer.spatial_patchify else sched
-        pyr = self.tokenizer.image_to_bits(to_tensor([img]).to(self.device, self._dtype()), vae_sched)
+        feats = self.tokenizer.image_to_features(to_tensor([img]).to(self.device, self._dtype()))
+        pyr = self.tokenizer.features_to_bits(feats, vae_sched, flip=flip)
         return img, pyr
 
     def _dtype(self):

@@ -143,6 +143,14 @@ def _as_hwd(t: Any, name: str) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 # tensors -> images
 # ----------------------------------------------------------------------------------------------------------------
+def from_pil(images: Sequence[Image.Image]) -> torch.Tensor:
+    """RGB PIL images of one size → (B, 3, H, W) in [-1, 1] with the official arithmetic (u8/255, then x + x − 1,
+    bit for bit), the tokenizer's input."""
+    arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.uint8) for im in images])
+    t = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
+    return t + t - 1
+
+
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """Decoder output (B, 3, H, W) in [-1, 1] (or one (3, H, W) image) -> list of RGB PIL images.
 

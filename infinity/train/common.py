@@ -40,11 +40,7 @@ def small_model_config() -> ModelConfig:
 # ----------------------------------------------------------------------------------------------------------------
 # data
 # ----------------------------------------------------------------------------------------------------------------
-def to_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
-    """PIL RGB → (B, 3, H, W) in [−1, 1] with the official arithmetic (x/255, then 2x − 1)."""
-    arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.uint8) for im in images])
-    t = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
-    return t + t - 1
+from ..viz import from_pil as to_tensor  # noqa: E402  (PIL → [−1, 1], the official arithmetic)
 
 
 def pixel_hw(cfg: ModelConfig, h_div_w: float, budget: str) -> tuple[int, int]:
