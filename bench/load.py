@@ -34,12 +34,8 @@ def free_port() -> int:
 
 
 def first_png(result) -> str:
-    """The first PNG path in a /generate result (a list of files comes first)."""
-    pngs = result[0]
-    item = pngs[0] if isinstance(pngs, (list, tuple)) else pngs
-    if isinstance(item, dict):
-        item = item.get("image", item).get("path") if isinstance(item.get("image", item), dict) else item.get("path")
-    return str(item)
+    """/generate returns (list of PNG paths, mp4, gif, info)."""
+    return str(result[0][0])
 
 
 def pixels(path: str) -> bytes:
@@ -50,7 +46,7 @@ def request(url: str, prompt: str, seed: int):
     from gradio_client import Client
 
     client = Client(url, verbose=False)
-    return client.predict(prompt, "", seed, False, 3.0, 0.8, 0.9, False, 1.0, None, 1, api_name="/generate")
+    return client.predict(prompt=prompt, seed=seed, randomize_seed=False, api_name="/generate")
 
 
 def main() -> int:

@@ -244,3 +244,15 @@ def test_command_line_and_environment(monkeypatch):
     app.load_pipeline("FoundationVision/Infinity")  # the 2B model only with a GPU: the bundled one instead
     app.load_pipeline(None)
     assert calls == [((), {"device": "cpu"}), ((), {"device": "cpu"})]
+
+
+@pytest.mark.slow
+def test_load_script_serves_concurrent_users_identically():
+    """bench/load.py with a small N: every user served, each result equal to the same request run alone."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "bench/load.py", "--users", "4"], capture_output=True, text=True, timeout=600,
+                       cwd=Path(__file__).resolve().parent.parent)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert '"failed": 0' in r.stdout
