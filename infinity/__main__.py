@@ -77,8 +77,6 @@ def cmd_generate(a) -> None:
 
 def cmd_convert(a) -> None:
     """Official .pth files → safetensors + config.json, loadable with InfinityPipeline.from_pretrained(folder)."""
-    import dataclasses
-
     from .config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
     from .pipeline import InfinityPipeline
     from .tokenizer import build_tokenizer
@@ -89,7 +87,7 @@ def cmd_convert(a) -> None:
     cfg = ModelConfig(name=a.name or a.transformer_preset, tokenizer=TOKENIZER_PRESETS[a.tokenizer_preset],
                       transformer=TRANSFORMER_PRESETS[a.transformer_preset], text_encoder=a.text_encoder,
                       default_budget="1M", defaults={"guidance": 3.0, "temperature": 0.5, "top_p": 0.97})
-    pipe = InfinityPipeline(tok, tf, None, dataclasses.replace(cfg))
+    pipe = InfinityPipeline(tok, tf, None, cfg)
     pipe.save_pretrained(a.out, half=a.half)
     print(f"wrote {a.out}/tokenizer.safetensors, transformer.safetensors, config.json")
 
@@ -152,7 +150,7 @@ def main(argv=None) -> int:
 
     try:
         a.fn(a)
-    except (InvalidInput, CheckpointError) as err:
+    except (InvalidInput, CheckpointError, KeyError) as err:  # KeyError: an unknown preset name
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
     return 0

@@ -95,6 +95,12 @@ class TransformerConfig:
     # Attention-pool heads for the start token: Ct5/128 (Ct5/64 when the model width exceeds 4096)
     pool_head_div: Optional[int] = None
 
+    def __post_init__(self):
+        if self.depth % self.block_chunks:
+            raise ValueError(f"depth {self.depth} must divide into block_chunks {self.block_chunks}")
+        if self.embed_dim % self.num_heads or self.head_dim % 4:
+            raise ValueError(f"head size {self.embed_dim}/{self.num_heads} must be a whole multiple of 4 (2-D RoPE)")
+
     @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads

@@ -45,6 +45,7 @@ class Prepared:
     settings: dict
     truncated: list[bool]
     seconds: float
+    seeds: tuple[int, int]  # sampling seed, bit-flip seed
 
 
 @dataclass
@@ -62,9 +63,10 @@ class GenerationOutput:
 
 class InfinityPipeline:
     def __init__(self, tokenizer: BitwiseTokenizer, transformer: InfinityTransformer, text_encoder,
-                 config: Optional[ModelConfig] = None):
+                 config: Optional[ModelConfig] = None, compute_dtype: torch.dtype = torch.float32):
         self.tokenizer, self.transformer, self.text_encoder = tokenizer, transformer, text_encoder
         self.config = config or ModelConfig(name="custom", tokenizer=tokenizer.cfg, transformer=transformer.cfg)
+        self.compute_dtype = compute_dtype  # bf16/fp16: blocks in that dtype under autocast, the rest float32
 
     # -- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -96,8 +98,11 @@ class InfinityPipeline:
             tf = build_transformer("infinity-2b", device="meta", weights=files["transformer"])
             t5 = folder / "flan-t5-xl"
             te = load_text_encoder(text_encoder or (str(t5) if t5.is_dir() else "google/flan-t5-xl"), device=device)
-        tok, tf = tok.to(device, dtype or torch.float32), tf.to(device, dtype or torch.float32)
-        return cls(tok.eval(), tf.eval(), te, cfg)
+        # reduced precision as the official code: the blocks in `dtype` and autocast, everything else float32
+        tok, tf = tok.to(device), tf.to(device)
+        if dtype is not None and dtype != torch.float32:
+            tf.block_chunks.to(dtype)
+        return cls(tok.eval(), tf.eval(), te, cfg, compute_dtype=dtype or torch.float32)
 
     def save_pretrained(self, folder: Union[str, Path], half: bool = True) -> None:
         """Safetensors weights (fp16 by default) plus `config.json`."""
@@ -152,21 +157,24 @@ class InfinityPipeline:
         sched = self.schedule(template, budget)
         cond, truncated = self.encode_prompt(prompts)
         neg = self.encode_prompt([negative_prompt])[0] if negative_prompt else None
-        gen = torch.Generator(self.device).manual_seed(seed)
-        fgen = torch.Generator(self.device).manual_seed(flip_seed if flip_seed is not None else seed + 1)
         kwargs = dict(h_div_w=template, negative=neg, guidance=d["guidance"], temperature=d["temperature"],
-                      top_p=d["top_p"], greedy=greedy, generator=gen, flips=FlipSpec(d["flip_share"], tuple(flip_scales)),
-                      flip_generator=fgen, forced_bits=forced_bits, patchify=self.config.tokenizer.spatial_patchify)
+                      top_p=d["top_p"], greedy=greedy, flips=FlipSpec(d["flip_share"], tuple(flip_scales)),
+                      forced_bits=forced_bits, patchify=self.config.tokenizer.spatial_patchify,
+                      autocast_dtype=self.compute_dtype if self.compute_dtype != torch.float32 else None)
+        seeds = (seed, flip_seed if flip_seed is not None else seed + 1)
         settings = dict(prompt=prompts[0] if isinstance(prompt, str) else prompts, negative_prompt=negative_prompt,
                         seed=seed, guidance=d["guidance"], temperature=d["temperature"], top_p=d["top_p"],
                         greedy=greedy, h_div_w=template, budget=budget, flip_share=d["flip_share"],
                         flip_scales=list(flip_scales), model=self.config.name)
-        return Prepared(cond, sched, kwargs, settings, truncated, time.perf_counter() - t0)
+        return Prepared(cond, sched, kwargs, settings, truncated, time.perf_counter() - t0, seeds)
 
     def stream(self, prompt, seed: int = 0, **kw) -> Iterator[ScaleState]:
         """Yield each scale's state as it is sampled (live previews). Arguments as for `__call__`."""
         p = kw.pop("prepared", None) or self.prepare(prompt, seed, **kw)
-        return iter_scales(self.transformer, p.cond, p.schedule, **p.kwargs)
+        # fresh generators per run: streaming the same prepared request twice gives the same image
+        gen = torch.Generator(self.device).manual_seed(p.seeds[0])
+        fgen = torch.Generator(self.device).manual_seed(p.seeds[1])
+        return iter_scales(self.transformer, p.cond, p.schedule, generator=gen, flip_generator=fgen, **p.kwargs)
 
     @torch.no_grad()
     def __call__(self, prompt: Union[str, Sequence[str]], seed: int = 0, *, callback=None, **kw) -> GenerationOutput:

@@ -77,24 +77,29 @@ def iter_scales(
     flip_generator: Optional[torch.Generator] = None,
     forced_bits: Sequence[torch.Tensor] = (),
     patchify: bool = False,
+    autocast_dtype: Optional[torch.dtype] = None,
 ) -> Iterator[ScaleState]:
     """Yield each scale's state as soon as it is sampled (previews can stream).
 
     `schedule` is on the transformer's token grid; with `patchify` the bits are handed out on the VAE grid (2×).
     `forced_bits[s]` (VAE grid) replaces the sampled bits of the first len(forced_bits) scales: variations of an
     image keep its coarse layout (the draws still happen, so the generator advances as in a free run).
+    `autocast_dtype` (e.g. bfloat16 on a GPU) runs the transformer under autocast, as the official code does.
     """
     K = len(schedule)
     cfgs, taus = per_scale(guidance, K, "guidance"), per_scale(temperature, K, "temperature")
     if any(t <= 0 for t in taus):
         raise ValueError("temperature must be > 0")
     B = cond.batch_size
+    dev = transformer.pos_start.device
+    cond = cond.to(dev)
     use_cfg = any(c != 1.0 for c in cfgs)  # guidance 1 everywhere: no unconditional half at all
     if use_cfg:
-        uncond = transformer.null_condition(cond) if negative is None else _repeat(negative, B)
+        uncond = transformer.null_condition(cond) if negative is None else _repeat(negative.to(dev), B)
         cond = TextCondition.cat([cond, uncond])
-    dev = transformer.pos_start.device
-    ctx = transformer.encode_text(cond.to(dev))
+    amp = torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+    with amp:
+        ctx = transformer.encode_text(cond)
     cos_sin = transformer.rope(schedule, h_div_w).to(dev)
     vae_sched = [(2 * h, 2 * w) for h, w in schedule] if patchify else list(schedule)
     full = vae_sched[-1]
@@ -105,7 +110,8 @@ def iter_scales(
     x = transformer.start_tokens(ctx)
     for s, (h, w) in enumerate(schedule):
         t0 = time.perf_counter()
-        logits = transformer.step(ctx, x, s, cos_sin[:, offset : offset + h * w], caches, total)
+        with amp:
+            logits = transformer.step(ctx, x, s, cos_sin[:, offset : offset + h * w], caches, total)
         offset += h * w
         logits = logits.mul(1.0 / taus[s]).view(-1, h, w, transformer.cfg.d_vae, 2)
         if use_cfg:
@@ -124,7 +130,8 @@ def iter_scales(
         if s + 1 < K:
             nxt = Q.resize_linear(codes_sum, vae_sched[s + 1])
             nxt = Q.patchify(nxt) if patchify else nxt
-            x = transformer.word_embed(nxt.flatten(2).transpose(1, 2).to(transformer.word_embed.weight.dtype))
+            with amp:
+                x = transformer.word_embed(nxt.flatten(2).transpose(1, 2).to(transformer.word_embed.weight.dtype))
             x = torch.cat([x, x]) if use_cfg else x
         yield ScaleState(s, tuple(bits.shape[1:3]), bits, codes_sum, flip_mask, time.perf_counter() - t0)
 

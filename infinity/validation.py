@@ -21,8 +21,9 @@ def clean_prompt(text: Any, what: str = "prompt", allow_empty: bool = False) -> 
     if not isinstance(text, str):
         raise InvalidInput(f"{what} must be text, got {type(text).__name__}")
     text = text[:MAX_PROMPT_CHARS]
-    # control characters (other than whitespace) carry no meaning for the encoder: drop them
-    text = "".join(ch if ch in "\t\n" or unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    # control, surrogate and private-use characters carry no meaning for the encoder: drop them (format
+    # characters stay: the zero-width joiner holds emoji sequences together)
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs", "Co") else ch for ch in text)
     text = " ".join(text.split())
     if not text and not allow_empty:
         raise InvalidInput(f"the {what} is empty: describe the image you want")

@@ -87,6 +87,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     a = p.parse_args(argv)
+    if a.n < 1:
+        p.error("--n must be at least 1")
     if a.threads:
         torch.set_num_threads(a.threads)
     results = {}

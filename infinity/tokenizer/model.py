@@ -118,10 +118,12 @@ def build_tokenizer(name_or_config: Union[str, TokenizerConfig], device: Union[s
     """Build a tokenizer from a preset name (`vae-d32`, …) or a config. `device='meta'` builds without memory;
     `weights` (a path or state dict in the official layout) loads strictly."""
     cfg = resolve_preset(name_or_config, TOKENIZER_PRESETS, "tokenizer")
-    with torch.device(device or "cpu"):
+    with torch.device("meta" if weights is not None else (device or "cpu")):
         tok = BitwiseTokenizer(cfg)
     if weights is not None:
         tok.load_official(weights)
+        if str(device or "cpu") != "meta":
+            tok.to(device or "cpu")
     if dtype is not None:
         tok.to(dtype)
     return tok.eval()

@@ -26,6 +26,8 @@ class Norm(nn.Module):
 
     def __init__(self, ch: int, groups: int = 32):
         super().__init__()
+        if ch % groups and not (groups == 32 and ch % 24 == 0):
+            raise ValueError(f"{ch} channels do not split into {groups} GroupNorm groups")
         self.norm = nn.GroupNorm(groups if ch % groups == 0 else 24, ch, eps=1e-6, affine=True)
 
     def forward(self, x):

@@ -15,7 +15,8 @@ import random
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ..config import ModelConfig
@@ -75,17 +76,13 @@ class FeatureCache:
         self.buckets: dict[str, dict] = {}
         for f in sorted(Path(folder).glob("r*_*.safetensors")):
             key = f.name.rsplit("_", 1)[0]
-            d = load_file(str(f))
-            from safetensors import safe_open
-
             with safe_open(str(f), "pt") as sf:
                 meta = sf.metadata()
+                d = {k: sf.get_tensor(k) for k in ("features", "text", "mask")}
             b = self.buckets.setdefault(key, {"features": [], "text": [], "mask": [], "ratio": float(meta["ratio"]),
                                                "budget": meta["budget"]})
-            b["features"].append(d["features"])
-            L = d["text"].shape[1]
-            b["text"].append(d["text"])
-            b["mask"].append(d["mask"])
+            for k in ("features", "text", "mask"):
+                b[k].append(d[k])
         if not self.buckets:
             raise FileNotFoundError(f"no cache chunks in {folder}: run `python -m infinity.train.cache` first")
         for b in self.buckets.values():

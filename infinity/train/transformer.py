@@ -44,7 +44,7 @@ def flip_fn(strength: float, gen: torch.Generator, n_scales: int):
     def flip(s, bits):
         if ps[s] == 0:
             return bits
-        m = torch.rand(bits.shape, generator=gen) < ps[s]
+        m = (torch.rand(bits.shape, generator=gen) < ps[s]).to(bits.device)  # CPU generator: same draws anywhere
         return bits ^ m.to(bits.dtype)
 
     return flip
@@ -83,14 +83,15 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
     if rank == 0:
         setup_logging(out)
     torch.manual_seed(seed)
-    model = InfinityTransformer(cfg.transformer).to(device).train()
+    model = InfinityTransformer(cfg.transformer, seed=seed).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
     start, state = resume(out, model, opt)
     # DistributedDataParallel averages gradients across processes; cfg_uncond is unused in steps without dropout
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ddp else model
     cache = FeatureCache(cache_dir, {b: (1.0 if n <= 5 else 0.25) for b, n in cfg.budgets.items()})
-    gen = torch.Generator().manual_seed(seed * 1000 + rank)
-    if state and "gen" in state:
+    # each rank its own stream; after a resume, a fresh one per (seed, rank, step) so ranks never repeat each other
+    gen = torch.Generator().manual_seed(seed * 1000 + rank + 7919 * start)
+    if state and "gen" in state and not ddp:
         gen.set_state(state["gen"])
     timer = Timer(minutes)
     bar = tqdm(total=steps, initial=start, desc="transformer", mininterval=5, disable=rank != 0)
@@ -116,15 +117,15 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
         if rank == 0 and step % 500 == 0:
             save_checkpoint(out / "last.pt", model=model.state_dict(), opt=opt.state_dict(), step=step, gen=gen.get_state())
         if rank == 0 and snapshot_every and step % snapshot_every == 0:  # for comparisons at equal budget
-            export(model, cfg, tokenizer_dir, out / "snapshots" / f"step_{step:06d}")
+            export(model, cfg, tokenizer_dir, out / "snapshots" / f"step_{step:06d}", device)
             model.train()
         if rank == 0 and sample_every and step % sample_every == 0:
-            write_samples(model, cfg, tokenizer_dir, out / f"samples_{step:06d}.png")
+            write_samples(model, cfg, tokenizer_dir, out / f"samples_{step:06d}.png", device)
             model.train()
     if rank == 0:
         save_checkpoint(out / "last.pt", model=model.state_dict(), opt=opt.state_dict(), step=step, gen=gen.get_state())
         if export_model:
-            export(model, cfg, tokenizer_dir, out / "model")
+            export(model, cfg, tokenizer_dir, out / "model", device)
         log.info("stopped at step %d; model in %s", step, out / "model")
     if ddp:
         dist.destroy_process_group()
@@ -135,25 +136,32 @@ SAMPLE_PROMPTS = ["a red circle on a blue background", "a small yellow star in t
                   "a purple heart to the left of an orange triangle on a gray background", "a smiling face"]
 
 
-def _pipeline(model, cfg, tokenizer_dir):
+_PARTS: dict = {}  # the frozen tokenizer and text encoder, loaded once per process
+
+
+def _pipeline(model, cfg, tokenizer_dir, device):
     from ..pipeline import InfinityPipeline
     from ..text import load_text_encoder
     from ..tokenizer import build_tokenizer
 
-    tok = build_tokenizer(cfg.tokenizer, weights=load_file(tokenizer_dir / "tokenizer.safetensors"))
-    return InfinityPipeline(tok, model.eval(), load_text_encoder(cfg.text_encoder), cfg)
+    key = (str(tokenizer_dir), str(device))
+    if key not in _PARTS:
+        tok = build_tokenizer(cfg.tokenizer, device=device, weights=load_file(tokenizer_dir / "tokenizer.safetensors"))
+        _PARTS[key] = (tok, load_text_encoder(cfg.text_encoder, device=device))
+    tok, te = _PARTS[key]
+    return InfinityPipeline(tok, model.eval(), te, cfg)
 
 
-def write_samples(model, cfg, tokenizer_dir, path: Path) -> None:
+def write_samples(model, cfg, tokenizer_dir, path: Path, device="cpu") -> None:
     from ..viz import image_grid
 
-    pipe = _pipeline(model, cfg, tokenizer_dir)
+    pipe = _pipeline(model, cfg, tokenizer_dir, device)
     imgs = [pipe(p, seed=i).images[0].resize((96, 96)) for i, p in enumerate(SAMPLE_PROMPTS)]
     image_grid(imgs, cols=4).save(path)
 
 
-def export(model, cfg, tokenizer_dir, folder: Path) -> None:
-    _pipeline(model, cfg, tokenizer_dir).save_pretrained(folder, half=True)
+def export(model, cfg, tokenizer_dir, folder: Path, device="cpu") -> None:
+    _pipeline(model, cfg, tokenizer_dir, device).save_pretrained(folder, half=True)
 
 
 def main(argv=None):

@@ -158,6 +158,8 @@ class Block(nn.Module):
     def forward(self, x, ada_B16C, cos_sin, text_kv, text_mask, attn_mask=None, cache=None, total=0):
         g1, g2, s1, s2, b1, b2 = (ada_B16C + self.ada_gss).unbind(2)  # each (B, 1, C)
         x = x + self.sa(self._ln(x) * (1 + s1) + b1, cos_sin, attn_mask, cache, total) * g1
-        x = x + self.ca(self.ca_norm(x), text_kv, text_mask)
+        n = self.ca_norm  # in float32 whatever the block's dtype (as the fused official norms compute)
+        ca_in = F.layer_norm(x.float(), x.shape[-1:], n.weight.float(), n.bias.float(), n.eps).to(x.dtype)
+        x = x + self.ca(ca_in, text_kv, text_mask)
         x = x + self.ffn(self._ln(x) * (1 + s2) + b2) * g2
         return x

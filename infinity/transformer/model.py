@@ -28,6 +28,7 @@ class TextContext:
 
     cond_BD: torch.Tensor
     ada_B16C: torch.Tensor
+    head_ss: torch.Tensor  # (B, 1, 2, C): scale and shift of the head's adaptive norm
     block_kv: list
     mask_B11T: torch.Tensor
 
@@ -43,7 +44,7 @@ class _Chunk(nn.Module):
 
 
 class InfinityTransformer(nn.Module):
-    def __init__(self, cfg: TransformerConfig):
+    def __init__(self, cfg: TransformerConfig, seed: int = 0):
         super().__init__()
         self.cfg = cfg
         C, Ct = cfg.embed_dim, cfg.text_channels
@@ -63,7 +64,7 @@ class InfinityTransformer(nn.Module):
         blocks = [Block(C, C, cfg.num_heads, cfg.ffn_hidden, cfg.norm_eps) for _ in range(cfg.depth)]
         self.block_chunks = nn.ModuleList(_Chunk(blocks[i : i + n]) for i in range(0, cfg.depth, n))
         if not self.pos_start.is_meta:
-            self.init_weights()
+            self.init_weights(seed)
 
     @property
     def blocks(self) -> list[Block]:
@@ -117,7 +118,8 @@ class InfinityTransformer(nn.Module):
         cond_BD = self.text_proj_for_sos(t, mask_B11T)
         mem = self.text_proj_for_ca(t)
         ada = self.shared_ada_lin(cond_BD).view(-1, 1, 6, self.cfg.embed_dim)
-        return TextContext(cond_BD, ada, [b.ca.kv(mem) for b in self.blocks], mask_B11T)
+        head_ss = self.head_nm.ada_lin(cond_BD).view(-1, 1, 2, self.cfg.embed_dim)
+        return TextContext(cond_BD, ada, head_ss, [b.ca.kv(mem) for b in self.blocks], mask_B11T)
 
     def start_tokens(self, ctx: TextContext) -> torch.Tensor:
         """Scale 1 input (B, 1, C): the pooled text plus a learned start position."""
@@ -130,11 +132,11 @@ class InfinityTransformer(nn.Module):
         ref = schedules.rope_reference_hw(h_div_w if h_div_w is not None else h / w)
         return rope_cos_sin(schedule, ref, self.cfg.head_dim, self.cfg.rope_theta)
 
-    def logits(self, x_BLC: torch.Tensor, cond_BD: torch.Tensor) -> torch.Tensor:
+    def logits(self, x_BLC: torch.Tensor, ctx: TextContext) -> torch.Tensor:
         """Adaptive LayerNorm then the bitwise head: (B, L, 2·d_vae), pairs (logit bit=0, logit bit=1)."""
-        scale, shift = self.head_nm.ada_lin(cond_BD).view(-1, 1, 2, self.cfg.embed_dim).unbind(2)
-        h = F.layer_norm(x_BLC.float(), x_BLC.shape[-1:], eps=self.cfg.norm_eps)
-        return self.head(h * (1 + scale) + shift).float()
+        scale, shift = ctx.head_ss.unbind(2)
+        h = F.layer_norm(x_BLC.float(), x_BLC.shape[-1:], eps=self.cfg.norm_eps) * (1 + scale) + shift
+        return self.head(h.to(self.head.weight.dtype)).float()
 
     # -- teacher forcing ----------------------------------------------------------------------------------------
     def forward(self, cond: Union[TextCondition, TextContext], x_BLd: torch.Tensor, schedule: Sequence[HW],
@@ -150,7 +152,7 @@ class InfinityTransformer(nn.Module):
         attn_mask = (lvl.view(-1, 1) >= lvl.view(1, -1))  # block-causal: a scale sees itself and coarser scales
         for b, kv in zip(self.blocks, ctx.block_kv):
             x = b(x, ctx.ada_B16C, cos_sin, kv, ctx.mask_B11T, attn_mask=attn_mask)
-        return self.logits(x, ctx.cond_BD)
+        return self.logits(x, ctx)
 
     # -- inference: one scale ---------------------------------------------------------------------------------
     def new_cache(self) -> list[KVCache]:
@@ -163,7 +165,7 @@ class InfinityTransformer(nn.Module):
         x = x_BLC + self.lvl_embed.weight[scale_index]
         for b, kv, cache in zip(self.blocks, ctx.block_kv, caches):
             x = b(x, ctx.ada_B16C, cos_sin, kv, ctx.mask_B11T, cache=cache, total=total_tokens)
-        return self.logits(x, ctx.cond_BD)
+        return self.logits(x, ctx)
 
     # -- loading ----------------------------------------------------------------------------------------------
     def load_official(self, source) -> "InfinityTransformer":
@@ -197,10 +199,13 @@ def build_transformer(name_or_config: Union[str, TransformerConfig], device=None
     """Build from a preset (`infinity-2b`, `infinity-8b`, `infinity-layer12` …) or a config; `device='meta'`
     allocates nothing; `weights` loads strictly (official layouts or our safetensors)."""
     cfg = resolve_preset(name_or_config, TRANSFORMER_PRESETS, "transformer")
-    with torch.device(device or "cpu"):
+    # with weights, build without memory and let the checkpoint's tensors take the places (no wasted init)
+    with torch.device("meta" if weights is not None else (device or "cpu")):
         model = InfinityTransformer(cfg)
     if weights is not None:
         model.load_official(weights)
+        if str(device or "cpu") != "meta":
+            model.to(device or "cpu")
     if dtype is not None:
         model.to(dtype)
     return model.eval()
