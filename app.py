@@ -136,6 +136,7 @@ class Run:
     bits: list[torch.Tensor] = field(default_factory=list)  # (h, w, d) per scale
     masks: list[Optional[torch.Tensor]] = field(default_factory=list)  # flipped positions, or None
     seconds: float = 0.0
+    truncated: bool = False  # the prompt was longer than the text encoder reads
 
     @property
     def image(self) -> Image.Image:
@@ -361,7 +362,7 @@ class Studio:
         """Sample scale by scale; yields the same `Run`, one scale longer each time (live previews)."""
         t0 = time.perf_counter()
         p = self.pipe.prepare(prompt, seed, **kw)
-        run = Run(settings=dict(p.settings), schedule=list(p.schedule))
+        run = Run(settings=dict(p.settings), schedule=list(p.schedule), truncated=any(p.truncated))
         for st in self.pipe.stream(prompt, seed, prepared=p):
             run.previews.append(self.pipe.decode(st.codes_sum)[0])
             run.bits.append(st.bits[0].cpu())
@@ -398,7 +399,7 @@ class Studio:
             gif=viz.write_gif(frames, folder / "scales.gif", duration_ms=int(1000 / FPS)),
             info=dict(seed=seed, seeds=[seed + i for i in range(n)], settings=settings,
                       size=self.metadata(first)["size"], scales=[list(hw) for hw in first.schedule],
-                      seconds=[round(r.seconds, 3) for r in runs],
+                      seconds=[round(r.seconds, 3) for r in runs], prompt_truncated=first.truncated,
                       share_query=self.query_from_settings(settings)),
         )
 
@@ -785,6 +786,8 @@ def build_demo(pipe: InfinityPipeline, output_root: Optional[os.PathLike] = None
                                         f"{run.seconds:.2f} s"}
                     else:
                         r = value
+                        if r["info"]["prompt_truncated"]:
+                            gr.Warning("The prompt is longer than the text encoder reads; only its beginning was used.")
                         first = r["runs"][0]
                         W, H = first.image.size
                         seeds = ", ".join(str(s) for s in r["info"]["seeds"])

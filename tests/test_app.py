@@ -256,3 +256,11 @@ def test_load_script_serves_concurrent_users_identically():
                        cwd=Path(__file__).resolve().parent.parent)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert '"failed": 0' in r.stdout
+
+
+def test_overlong_prompt_is_cut_and_reported(client):
+    pngs, mp4, gif, info = client.predict(prompt="a red circle on a blue background " * 400, seed=1,
+                                          randomize_seed=False, api_name="/generate")
+    assert info["prompt_truncated"] is True
+    pngs, mp4, gif, info = client.predict(prompt="a red circle", seed=1, randomize_seed=False, api_name="/generate")
+    assert info["prompt_truncated"] is False

@@ -1,0 +1,36 @@
+"""The model shipped in assets/: loads offline with no arguments, declares what the app needs, draws its prompts."""
+import pytest
+
+from infinity.eval.checker import check
+from infinity.pipeline import ASSETS, InfinityPipeline
+
+pytestmark = pytest.mark.skipif(not (ASSETS / "config.json").is_file(), reason="bundled model not in assets/")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return InfinityPipeline.from_pretrained(device="cpu")
+
+
+def test_loads_offline_and_declares_budgets_and_ratios(pipe):
+    assert pipe.budgets() == ["0.004M", "0.016M"]
+    assert pipe.pixel_size(1.0, "0.004M") == (64, 64) and pipe.pixel_size(1.0, "0.016M") == (128, 128)
+    assert len(pipe.aspect_ratios()) >= 2
+    files = sorted(ASSETS.iterdir())
+    assert all(f.stat().st_size < 10 * 2**20 for f in files)  # Spaces refuse larger files without LFS
+
+
+def test_the_readme_prompt_gives_that_picture(pipe):
+    """`a red circle on a blue background`, judged by the pixel checker over several seeds."""
+    ok = 0
+    for seed in range(5):
+        r = check(pipe("a red circle on a blue background", seed=seed).images[0], "a red circle on a blue background")
+        ok += bool(r["background"] and r["color"])
+    assert ok >= 4
+
+
+def test_both_budgets_and_a_wide_ratio(pipe):
+    assert pipe("sunflower", seed=0, budget="0.016M").images[0].size == (128, 128)
+    out = pipe("a red circle on a blue background", seed=0, h_div_w=0.5)
+    assert out.images[0].size == (80, 40)
+    assert check(out.images[0], "a red circle on a blue background")["background"]
