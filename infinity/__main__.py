@@ -134,17 +134,19 @@ def main(argv=None) -> int:
     e = sub.add_parser("eval", help="evaluation (python -m infinity.eval --help)")
     e.add_argument("args", nargs=argparse.REMAINDER)
 
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    if a.cmd == "train":
-        import importlib
-
-        importlib.import_module(f"infinity.train.{a.stage}").main(a.args)
-        return 0
-    if a.cmd == "eval":
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # train and eval hand every further argument to their own parsers (so `--help` and `--n` reach them)
+    if argv[:1] == ["eval"]:
         from .eval.__main__ import main as eval_main
 
-        return eval_main(a.args) or 0
+        return eval_main(argv[1:]) or 0
+    if argv[:1] == ["train"] and len(argv) > 1 and argv[1] in ("tokenizer", "cache", "transformer"):
+        import importlib
+
+        importlib.import_module(f"infinity.train.{argv[1]}").main(argv[2:])
+        return 0
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from .io import CheckpointError
     from .validation import InvalidInput
 

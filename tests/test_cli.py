@@ -60,3 +60,12 @@ def test_eval_scores_ground_truth_and_generation():
     assert 0.0 <= res["generated"]["overall"] <= 1.0 and res["tokenizer_psnr_scenes"] > 5
     assert "| background |" in table({"bundled": res})
     json.dumps(res)
+
+
+def test_train_and_eval_pass_their_options_through(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--n", "0"])
+    assert e.value.code == 2 and "--n must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["train", "transformer", "--help"])
+    assert e.value.code == 0 and "--flips" in capsys.readouterr().out
