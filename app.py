@@ -150,6 +150,11 @@ def user_errors():
         yield
     except InvalidInput as e:
         raise gr.Error(str(e)) from None
+    except torch.OutOfMemoryError:
+        # free what the failed run held so the next request starts clean
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise gr.Error("Out of memory for this request: try a smaller resolution or fewer images.") from None
 
 
 def _last(it):

@@ -264,3 +264,22 @@ def test_overlong_prompt_is_cut_and_reported(client):
     assert info["prompt_truncated"] is True
     pngs, mp4, gif, info = client.predict(prompt="a red circle", seed=1, randomize_seed=False, api_name="/generate")
     assert info["prompt_truncated"] is False
+
+
+def test_out_of_memory_gives_a_message_and_the_next_request_works(client, pipe, monkeypatch):
+    import torch
+
+    real = pipe.stream
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(*a, **k)
+
+    monkeypatch.setattr(pipe, "stream", flaky)
+    with pytest.raises(Exception, match="Out of memory"):
+        client.predict(prompt="sunflower", seed=1, randomize_seed=False, api_name="/generate")
+    pngs, *_ = client.predict(prompt="sunflower", seed=1, randomize_seed=False, api_name="/generate")
+    assert Path(pngs[0]).is_file()

@@ -106,3 +106,17 @@ def test_golden_perturbed_fails(golden):
     ref[0, 0, 0, 0] += 1e-3
     with pytest.raises(AssertionError):
         torch.testing.assert_close(dec, ref, atol=1e-4, rtol=0)
+
+
+def test_bitwise_self_correction_example(golden):
+    """The official flip_requant example: with the stored flipped bits at scales 0–2, re-quantizing the rest
+    gives the recorded transformer input (paper §3.3)."""
+    from infinity.tokenizer import quantizer as Q
+
+    sched = [tuple(s[1:]) for s in golden.meta["schedules"]["sq"]["vae_scale_schedule"]]
+    flipped = [golden[f"sq.bsc.scale{s:02d}.flipped_bits"][:, 0] for s in range(3)]
+    pyr = Q.residual_quantize(golden["sq.vae.raw_features"], sched,
+                              flip=lambda s, bits: flipped[s].to(bits) if s < 3 else bits)
+    assert any(not torch.equal(f, b) for f, b in zip(flipped, pyr.bits[:3]))  # the example does flip bits
+    torch.testing.assert_close(Q.transformer_inputs(pyr.codes_sum, sched), golden["sq.bsc.x_BLC_wo_prefix"],
+                               atol=1e-5, rtol=0)
