@@ -114,6 +114,23 @@ def load_strict(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], what: s
     module.load_state_dict(cast, strict=True, assign=on_meta)
 
 
+def build_module(make, device=None, dtype: Optional[torch.dtype] = None, weights=None) -> torch.nn.Module:
+    """Construct with `make()`, load `weights` strictly (the module's `load_official`), move and cast; in eval mode.
+
+    With weights the module is built on the meta device and the checkpoint's tensors take the places: no memory
+    and no time spent on an initialisation that would be overwritten.
+    """
+    with torch.device("meta" if weights is not None else (device or "cpu")):
+        module = make()
+    if weights is not None:
+        module.load_official(weights)
+        if str(device or "cpu") != "meta":
+            module.to(device or "cpu")
+    if dtype is not None:
+        module.to(dtype)
+    return module.eval()
+
+
 def hub_download(repo_id: str, filename: Optional[str] = None, **kw) -> Path:
     """Download a file (or a whole repo snapshot) with huggingface_hub; clear error when offline."""
     try:

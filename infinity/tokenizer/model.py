@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..config import TOKENIZER_PRESETS, TokenizerConfig, resolve_preset
-from ..io import CheckpointError, StateDict, load_file, load_strict
+from ..io import CheckpointError, StateDict, build_module, load_file, load_strict
 from . import quantizer as Q
 from .vae import Decoder, Encoder
 
@@ -118,12 +118,4 @@ def build_tokenizer(name_or_config: Union[str, TokenizerConfig], device: Union[s
     """Build a tokenizer from a preset name (`vae-d32`, …) or a config. `device='meta'` builds without memory;
     `weights` (a path or state dict in the official layout) loads strictly."""
     cfg = resolve_preset(name_or_config, TOKENIZER_PRESETS, "tokenizer")
-    with torch.device("meta" if weights is not None else (device or "cpu")):
-        tok = BitwiseTokenizer(cfg)
-    if weights is not None:
-        tok.load_official(weights)
-        if str(device or "cpu") != "meta":
-            tok.to(device or "cpu")
-    if dtype is not None:
-        tok.to(dtype)
-    return tok.eval()
+    return build_module(lambda: BitwiseTokenizer(cfg), device, dtype, weights)

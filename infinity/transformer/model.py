@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .. import schedules
 from ..config import TRANSFORMER_PRESETS, TextCondition, TransformerConfig, resolve_preset
-from ..io import CheckpointError, load_file, load_sharded, load_strict
+from ..io import CheckpointError, build_module, load_file, load_sharded, load_strict
 from .layers import AttentivePool, Block, KVCache, RMSNorm
 from .rope import rope_cos_sin
 
@@ -199,13 +199,4 @@ def build_transformer(name_or_config: Union[str, TransformerConfig], device=None
     """Build from a preset (`infinity-2b`, `infinity-8b`, `infinity-layer12` …) or a config; `device='meta'`
     allocates nothing; `weights` loads strictly (official layouts or our safetensors)."""
     cfg = resolve_preset(name_or_config, TRANSFORMER_PRESETS, "transformer")
-    # with weights, build without memory and let the checkpoint's tensors take the places (no wasted init)
-    with torch.device("meta" if weights is not None else (device or "cpu")):
-        model = InfinityTransformer(cfg)
-    if weights is not None:
-        model.load_official(weights)
-        if str(device or "cpu") != "meta":
-            model.to(device or "cpu")
-    if dtype is not None:
-        model.to(dtype)
-    return model.eval()
+    return build_module(lambda: InfinityTransformer(cfg), device, dtype, weights)
