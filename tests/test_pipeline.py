@@ -166,3 +166,14 @@ def test_prepared_request_streams_the_same_twice(tiny_pipe):
     first = [s.bits for s in tiny_pipe.stream(PROMPT, 4, prepared=p)]
     second = [s.bits for s in tiny_pipe.stream(PROMPT, 4, prepared=p)]
     assert all(torch.equal(x, y) for x, y in zip(first, second))
+
+
+def test_official_hub_id_offline_gives_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CheckpointError, match=r"cannot get FoundationVision/Infinity/infinity_2b_reg.pth"):
+        InfinityPipeline.from_pretrained("FoundationVision/Infinity", device="cpu")
+    with pytest.raises(CheckpointError, match="model folder not found"):
+        InfinityPipeline.from_pretrained("/no/such/folder", device="cpu")
