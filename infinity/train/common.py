@@ -43,6 +43,15 @@ def small_model_config() -> ModelConfig:
 from ..viz import from_pil as to_tensor  # noqa: E402  (PIL → [−1, 1], the official arithmetic)
 
 
+def is_small(cfg: ModelConfig, budget: str) -> bool:
+    """The smallest budget gets full batches; larger ones a quarter (about the same tokens per step)."""
+    return cfg.budgets[budget] == min(cfg.budgets.values())
+
+
+def batch_for(cfg: ModelConfig, budget: str, batch_size: int) -> int:
+    return batch_size if is_small(cfg, budget) else max(1, batch_size // 4)
+
+
 def pixel_hw(cfg: ModelConfig, h_div_w: float, budget: str) -> tuple[int, int]:
     sched = schedules.scale_schedule(h_div_w, budget, cfg.budgets)
     return schedules.pixel_size(sched, cfg.tokenizer.token_stride)
@@ -69,9 +78,8 @@ class Mixture:
             ratio = r.choice(self.cfg.h_div_w)
             budget = r.choices(self.budgets, self.bweights)[0]
             h, w = pixel_hw(self.cfg, ratio, budget)
-            bs = batch_size if self.cfg.budgets[budget] <= 5 else max(1, batch_size // 4)  # ≈ same tokens per batch
             imgs, caps = [], []
-            for _ in range(bs):
+            for _ in range(batch_for(self.cfg, budget, batch_size)):
                 src = r.choices(self.names, self.weights)[0]
                 im, cap = self.sources[src](r.randrange(1 << 30), h, w)
                 imgs.append(im)

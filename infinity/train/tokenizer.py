@@ -22,7 +22,7 @@ from ..config import ModelConfig
 from ..io import save_safetensors
 from ..tokenizer import BitwiseTokenizer
 from ..tokenizer import quantizer as Q
-from .common import (Mixture, Timer, cosine_lr, default_sources, resume, save_checkpoint, setup_logging,
+from .common import (Mixture, Timer, is_small, cosine_lr, default_sources, resume, save_checkpoint, setup_logging,
                      small_model_config)
 
 log = logging.getLogger("infinity.train")
@@ -52,7 +52,7 @@ def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch:
     opt = torch.optim.AdamW(tok.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     start, state = resume(out, tok, opt)
     mix = Mixture(cfg, default_sources(emoji, folder, use_scenes), {"scenes": 0.6, "emoji": 0.3 if emoji else 0, "folder": 0.3},
-                  {b: (0.7 if n <= 5 else 0.3) for b, n in cfg.budgets.items()}, seed)
+                  {b: (0.7 if is_small(cfg, b) else 0.3) for b in cfg.budgets}, seed)
     timer, bar = Timer(minutes), tqdm(total=steps, initial=start, desc="tokenizer", mininterval=5)
     step = start
     for step, x, _, ratio, budget in mix.batches(batch, start):

@@ -29,7 +29,7 @@ from ..io import load_file
 from ..tokenizer import quantizer as Q
 from ..transformer import InfinityTransformer
 from .cache import FeatureCache
-from .common import Timer, cosine_lr, resume, save_checkpoint, setup_logging, small_model_config
+from .common import Timer, batch_for, cosine_lr, is_small, resume, save_checkpoint, setup_logging, small_model_config
 
 log = logging.getLogger("infinity.train")
 
@@ -88,7 +88,7 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
     start, state = resume(out, model, opt)
     # DistributedDataParallel averages gradients across processes; cfg_uncond is unused in steps without dropout
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ddp else model
-    cache = FeatureCache(cache_dir, {b: (1.0 if n <= 5 else 0.25) for b, n in cfg.budgets.items()})
+    cache = FeatureCache(cache_dir, {b: (1.0 if is_small(cfg, b) else 0.25) for b in cfg.budgets})
     # each rank its own stream; after a resume, a fresh one per (seed, rank, step) so ranks never repeat each other
     gen = torch.Generator().manual_seed(seed * 1000 + rank + 7919 * start)
     if state and "gen" in state and not ddp:
@@ -100,8 +100,8 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, steps, lr, 300)
         feats, text, mask, ratio, budget = cache.sample(gen, batch)
-        if cfg.budgets[budget] > 5:  # larger budgets: fewer images, about the same tokens per step
-            feats, text, mask = feats[: max(1, batch // 4)], text[: max(1, batch // 4)], mask[: max(1, batch // 4)]
+        n = batch_for(cfg, budget, batch)  # larger budgets: fewer images, about the same tokens per step
+        feats, text, mask = feats[:n], text[:n], mask[:n]
         drop = torch.rand(len(feats), generator=gen) < cfg.transformer.cond_drop_rate
         loss, logs = bitwise_loss(net, feats.to(device), TextCondition(text, mask).to(device), ratio, budget, cfg,
                                   strength, gen, drop.to(device))
