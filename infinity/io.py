@@ -139,11 +139,11 @@ def hub_download(repo_id: str, filename: Optional[str] = None, **kw) -> Path:
         if filename is None:
             return Path(hf.snapshot_download(repo_id, **kw))
         return Path(hf.hf_hub_download(repo_id, filename, **kw))
-    except Exception as e:  # offline, missing repo, auth … all end the same way for a user
+    except Exception as e:  # offline, missing repo or file, auth …: one clear error naming what was asked for
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        hint = (
-            "HF_HUB_OFFLINE is set" if offline else "the Hugging Face hub could not be reached"
-        )
+        missing = type(e).__name__ in ("RepositoryNotFoundError", "EntryNotFoundError", "RevisionNotFoundError")
+        hint = ("HF_HUB_OFFLINE is set" if offline else "it does not exist on the Hugging Face hub" if missing
+                else "it could not be downloaded from the Hugging Face hub")
         raise CheckpointError(
             f"cannot get {repo_id}{'/' + filename if filename else ''}: {hint} ({type(e).__name__}: {e}). "
             f"Download it once on a machine with network access and pass the local folder instead."
