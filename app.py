@@ -39,15 +39,40 @@ import torch
 from PIL import Image
 
 import gradio as gr
+from gradio import utils as gr_utils
 
 from infinity import schedules, viz
 from infinity.pipeline import OFFICIAL_REPO, InfinityPipeline
 from infinity.tokenizer import quantizer as Q
-from infinity.validation import MAX_SEED, InvalidInput, check_seed, clean_prompt
+from infinity.validation import MAX_IMAGE_PIXELS, MAX_SEED, InvalidInput, check_seed, clean_prompt, open_image
 
 log = logging.getLogger("infinity.app")
 
 HERE = Path(__file__).resolve().parent
+
+
+class UploadImage(gr.Image):
+    """The upload box. Gradio opens each upload's header before our code runs and, for a file that claims more
+    pixels than Pillow allows, fails with a long technical message; this says it in one sentence instead. Size caps
+    and damage are judged afterwards by `Studio.check_image`."""
+
+    def get_block_name(self) -> str:
+        return "image"  # the same front-end component
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Image.DecompressionBombError:
+            raise gr.Error(f"the image is too large: at most {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels") from None
+        except Exception:  # noqa: BLE001 - whatever Pillow cannot open is, to the user, not an image
+            raise gr.Error("the upload is not an image Pillow can read (PNG, JPEG, WebP, …)") from None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` (links and '..' resolved) lies in `folder`."""
+    return path.resolve().is_relative_to(folder.resolve())
 TITLE = "Infinity — bitwise autoregressive image generation"
 INTRO = ("An image is drawn scale by scale, from a 1×1 grid up to the full latent grid: at each scale a transformer "
          "predicts the sign bits of what the coarser scales left out "
@@ -468,11 +493,25 @@ class Studio:
 
     @staticmethod
     def check_image(image) -> Image.Image:
-        if image is None:
-            raise InvalidInput("upload an image first")
-        if not isinstance(image, Image.Image):
+        """Uploads arrive as the path of the file Gradio saved in its upload folder (it only opens the header), so
+        size and damage are judged here, before decoding. A path anywhere else is refused: no string from a
+        request is ever opened as a file."""
+        if isinstance(image, (str, os.PathLike)) and not _inside(Path(image), Path(gr_utils.get_upload_folder())):
             raise InvalidInput("the upload is not an image")
-        return image.convert("RGB")
+        return open_image(image)
+
+    @classmethod
+    def check_image_size(cls, image) -> tuple[int, int]:
+        """(width, height) read from the header only (for choosing the aspect ratio as soon as a file arrives)."""
+        if isinstance(image, Image.Image):
+            return image.size
+        if image is None or not _inside(Path(image), Path(gr_utils.get_upload_folder())):
+            raise InvalidInput("the upload is not an image")
+        try:
+            with Image.open(image) as im:
+                return im.size
+        except Exception:  # noqa: BLE001 - any unreadable header: the real request will say why
+            raise InvalidInput("the upload is not an image") from None
 
     def tokenize(self, image, budget, flip_share=0.0, flip_scale=None, flip_seed=0) -> dict:
         """Per-scale reconstructions and bit maps of an image; with a share > 0, the effect of flipping that share
@@ -715,14 +754,15 @@ def build_demo(pipe: InfinityPipeline, output_root: Optional[os.PathLike] = None
                 gr.Markdown(TOKENIZER_NOTE)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=4, min_width=300):
-                        upload = gr.Image(label="Image", type="pil", sources=["upload", "clipboard"], height=260)
+                        upload = UploadImage(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                             height=260, elem_id="upload")
                         tok_budget = gr.Radio(studio.budget_choices(D["h_div_w"]), value=D["budget"],
                                               label="Resolution")
                         tok_share = gr.Slider(0.0, 1.0, value=0.2, step=0.01, label="Share of bits to flip (0: none)")
                         tok_scale = gr.Dropdown(K0, value=len(K0) // 2, label="Flip at scale")
                         tok_seed = gr.Number(label="Flip seed", value=0, precision=0)
-                        tok_btn = gr.Button("Tokenize", variant="primary")
-                        tok_md = gr.Markdown()
+                        tok_btn = gr.Button("Tokenize", variant="primary", elem_id="tokenize-btn")
+                        tok_md = gr.Markdown(elem_id="tok-info")
                     with gr.Column(scale=6, min_width=320):
                         recon_gallery = gr.Gallery(label="Reconstruction after each scale", columns=5, height=230,
                                                    format="png", elem_classes="pixelated", object_fit="contain")
@@ -868,7 +908,11 @@ def build_demo(pipe: InfinityPipeline, output_root: Optional[os.PathLike] = None
               [ratio, budget, flip_scales, inspect], [flip_scales, inspect], **quiet)
 
         def image_ratio(image_):
-            return studio.default_ratio() if image_ is None else image_.height / image_.width
+            try:
+                w, h = studio.check_image_size(image_)
+            except InvalidInput:
+                return studio.default_ratio()
+            return h / w
 
         upload.change(lambda im, b: gr.Radio(choices=studio.budget_choices(image_ratio(im)), value=b),
                       [upload, tok_budget], [tok_budget], **quiet)
@@ -959,7 +1003,7 @@ def build_demo(pipe: InfinityPipeline, output_root: Optional[os.PathLike] = None
               api_files("clean_png", "flipped_png", "side_by_side_mp4", "bit_planes_png") + [api_json],
               api_name="flip", **model_events)
 
-        def api_tokenize(image: Image.Image, resolution: str, flip_share: float, flip_scale: int, flip_seed: int):
+        def api_tokenize(image: str, resolution: str, flip_share: float, flip_scale: int, flip_seed: int):
             """Tokenize an image. Returns the reconstruction PNG, the per-scale reconstructions, the image flipped
             at flip_scale with later scales kept and with later scales re-quantized (None when flip_share is 0),
             and a JSON dict (sizes, scales, PSNRs)."""
@@ -971,7 +1015,7 @@ def build_demo(pipe: InfinityPipeline, output_root: Optional[os.PathLike] = None
               api_files("reconstruction_png", "scale_pngs", "flipped_kept_png", "flipped_requantized_png") + [api_json],
               api_name="tokenize", **model_events)
 
-        def api_variation(image: Image.Image, prompt: str, keep_scales: int, seed: int, resolution: str):
+        def api_variation(image: str, prompt: str, keep_scales: int, seed: int, resolution: str):
             """Keep the first keep_scales scales of the image's bits, generate the rest from prompt. Returns the PNG,
             the side-by-side MP4 and a JSON dict."""
             with user_errors():

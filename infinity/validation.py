@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import math
+import os
 import unicodedata
+import warnings
 from typing import Any, Optional, Sequence
 
 MAX_SEED = 2**31 - 1
 MAX_GUIDANCE = 30.0
 MAX_TEMPERATURE = 10.0
 MAX_PROMPT_CHARS = 20_000  # longer input is cut before tokenizing (the encoder keeps far fewer tokens anyway)
+MAX_IMAGE_PIXELS = 40_000_000  # uploads are resized to the model's grid; 40 MP (≈ 120 MB decoded) is plenty
 
 
 class InvalidInput(ValueError):
@@ -92,3 +95,43 @@ def check_choice(value: Any, allowed: Sequence, name: str):
     if value not in allowed:
         raise InvalidInput(f"unknown {name} {value!r}; choose one of {list(allowed)}")
     return value
+
+
+def open_image(image: Any, max_pixels: int = MAX_IMAGE_PIXELS):
+    """An RGB PIL image from an upload (a PIL image or the path of a file the server itself saved), with a clear
+    message for what is not an image, is truncated or corrupt, or is too large to decode safely. The size comes
+    from the header before any pixel is decoded, so a small file that claims a huge image (a decompression bomb)
+    costs nothing."""
+    from PIL import Image, UnidentifiedImageError
+
+    if image is None:
+        raise InvalidInput("upload an image first")
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(image)
+                _check_pixels(im.size, max_pixels)
+                im.load()
+        except InvalidInput:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise InvalidInput(f"the image is too large: at most {max_pixels / 1e6:.0f} megapixels") from None
+        except UnidentifiedImageError:
+            raise InvalidInput("the upload is not an image Pillow can read (PNG, JPEG, WebP, …)") from None
+        except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+            raise InvalidInput(f"the image file is damaged or truncated ({e})") from None
+    elif isinstance(image, Image.Image):
+        im = image
+        _check_pixels(im.size, max_pixels)
+    else:
+        raise InvalidInput("the upload is not an image")
+    if im.width < 1 or im.height < 1:
+        raise InvalidInput("the image is empty")
+    return im.convert("RGB")
+
+
+def _check_pixels(size, max_pixels: int) -> None:
+    w, h = size
+    if w * h > max_pixels:
+        raise InvalidInput(f"the image is too large ({w}×{h}): at most {max_pixels / 1e6:.0f} megapixels")

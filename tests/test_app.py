@@ -283,3 +283,27 @@ def test_out_of_memory_gives_a_message_and_the_next_request_works(client, pipe, 
         client.predict(prompt="sunflower", seed=1, randomize_seed=False, api_name="/generate")
     pngs, *_ = client.predict(prompt="sunflower", seed=1, randomize_seed=False, api_name="/generate")
     assert Path(pngs[0]).is_file()
+
+
+def test_hostile_uploads_get_clear_errors_and_server_keeps_serving(client, studio, tmp_path):
+    from test_validation import png_header
+
+    cases = {
+        png_header(tmp_path / "bomb.png", 8000, 6000): "too large",      # our cap, read from the header
+        png_header(tmp_path / "huge.png", 20000, 20000): "too large",    # past Pillow's own bomb limit
+        str(tmp_path / "text.png"): "not an image",
+        str(tmp_path / "cut.png"): "damaged or truncated",
+    }
+    (tmp_path / "text.png").write_text("not a picture")
+    data = Path(upload(tmp_path)).read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    for path, msg in cases.items():
+        with pytest.raises(gradio_client.exceptions.AppError, match=msg):
+            client.predict(image=gradio_client.handle_file(path), flip_share=0, api_name="/tokenize")
+    # a path that did not come through the upload folder is never opened, however it reaches the code
+    with pytest.raises(app.InvalidInput, match="not an image"):
+        studio.check_image(upload(tmp_path))
+    with pytest.raises(app.InvalidInput, match="not an image"):
+        studio.check_image("/etc/passwd")
+    out = client.predict(image=gradio_client.handle_file(upload(tmp_path)), flip_share=0, api_name="/tokenize")
+    assert Path(out[0]).is_file()

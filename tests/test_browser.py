@@ -122,3 +122,24 @@ def test_share_link_regenerates_the_same_image(server, page):
     page.get_by_role("button", name="Copy link to these settings").click()
     page.wait_for_function("() => document.querySelector('#share-link textarea, #share-link input')?.value"
                            ".includes('seed=7')")
+
+
+def test_upload_tokenize_and_a_damaged_file(server, page, tmp_path):
+    _, url = server
+    im = Image.new("RGB", (96, 64), (40, 90, 220))
+    im.paste((220, 40, 40), (30, 16, 62, 48))
+    im.save(tmp_path / "mine.png")
+    (tmp_path / "broken.png").write_bytes((tmp_path / "mine.png").read_bytes()[:60])
+    page.goto(url)
+    page.get_by_role("tab", name="Tokenizer").click()
+    page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "mine.png"))
+    page.wait_for_function("() => document.querySelector('#upload img')")
+    page.click("#tokenize-btn")
+    page.wait_for_function("() => (document.querySelector('#tok-info')?.innerText || '').includes('PSNR')")
+    assert "scales" in page.locator("#tok-info").inner_text()
+    # a damaged file: a readable message in the page, and the page keeps working
+    page.locator("#upload button[aria-label='Remove Image']").first.click()
+    page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "broken.png"))
+    page.click("#tokenize-btn")
+    page.wait_for_function("() => document.body.innerText.includes('damaged or truncated')"
+                           " || document.body.innerText.includes('not an image')")

@@ -13,7 +13,7 @@ from infinity.io import save_safetensors
 from infinity.tokenizer import BitwiseTokenizer
 from infinity.train.common import small_model_config
 from infinity.train.tokenizer import tokenizer_loss
-from infinity.train.transformer import bitwise_loss, flip_fn, scale_weights
+from infinity.train.transformer import bitwise_loss, flip_fn, scale_weights, warm_start
 from infinity.transformer import InfinityTransformer
 
 CFG = small_model_config()
@@ -128,3 +128,15 @@ def test_own_folder_as_the_only_source(tmp_path):
     assert x.shape[-2:] == tuple(s * 8 for s in schedules.scale_schedule(ratio, 5)[-1])
     with pytest.raises(ValueError, match="no data"):
         default_sources(emoji=False, folder=None, use_scenes=False)
+
+
+def test_warm_start_copies_weights_and_rejects_other_shapes(tmp_path):
+    src = InfinityTransformer(TINY_TF, seed=1)
+    save_safetensors({k: v.half() for k, v in src.state_dict().items()}, tmp_path / "transformer.safetensors")
+    dst = InfinityTransformer(TINY_TF, seed=2)
+    warm_start(dst, tmp_path)  # a model folder, fp16 weights into an fp32 model
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(dst.state_dict()[k], v.half().float())
+    other = InfinityTransformer(dataclasses.replace(TINY_TF, embed_dim=48), seed=2)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        warm_start(other, tmp_path / "transformer.safetensors")

@@ -74,7 +74,7 @@ def bitwise_loss(model: InfinityTransformer, feats, cond: TextCondition, ratio: 
 
 def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, steps: int, minutes, batch: int,
           lr: float, strength: float, seed: int, device: str, sample_every: int, export_model: bool = True,
-          snapshot_every: int = 0) -> None:
+          snapshot_every: int = 0, init: Path | None = None) -> None:
     ddp = "WORLD_SIZE" in os.environ
     rank = 0
     if ddp:
@@ -86,6 +86,8 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
     model = InfinityTransformer(cfg.transformer, seed=seed).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
     start, state = resume(out, model, opt)
+    if init is not None and state is None:
+        warm_start(model, init)
     # DistributedDataParallel averages gradients across processes; cfg_uncond is unused in steps without dropout
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ddp else model
     cache = FeatureCache(cache_dir, {b: (1.0 if is_small(cfg, b) else 0.25) for b in cfg.budgets})
@@ -129,6 +131,17 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
         log.info("stopped at step %d; model in %s", step, out / "model")
     if ddp:
         dist.destroy_process_group()
+
+
+def warm_start(model: InfinityTransformer, folder: Path) -> None:
+    """Start from another model's transformer weights (fresh optimizer and LR schedule): fine-tuning the bundled
+    model on your own data, or continuing after the tokenizer was refined. The shapes must match exactly."""
+    path = Path(folder)
+    path = path / "transformer.safetensors" if path.is_dir() else path
+    weights = load_file(path)
+    model.load_state_dict({k: v.to(model.state_dict()[k].dtype) if k in model.state_dict() else v
+                           for k, v in weights.items()}, strict=True)
+    log.info("initialised from %s", path)
 
 
 SAMPLE_PROMPTS = ["a red circle on a blue background", "a small yellow star in the top left on a black background",
@@ -179,13 +192,16 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-export", action="store_true", help="skip writing the safetensors model at the end")
     p.add_argument("--snapshot-every", type=int, default=500, help="export a model folder every N steps")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this model folder's transformer weights (e.g. assets/infinity-small) "
+                        "unless --out already holds a checkpoint")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = small_model_config()
     train(cfg, a.tokenizer, a.cache, a.out, a.steps, a.minutes, a.batch, a.lr, a.flips, a.seed, a.device,
-          a.sample_every, not a.no_export, a.snapshot_every)
+          a.sample_every, not a.no_export, a.snapshot_every, a.init)
 
 
 if __name__ == "__main__":
