@@ -207,6 +207,15 @@ def test_invalid_input_is_reported_and_server_keeps_serving(client):
     assert Path(pngs[0]).is_file()
 
 
+def test_control_characters_and_mixed_scripts_generate(client):
+    pngs, _, _, info = generate(client, 3, prompt="красный\x00 круг\x1b 赤い丸 دائرة 🍎\u202e")
+    clean = "красный круг 赤い丸 دائرة 🍎\u202e"  # control characters dropped, every script kept
+    assert info["settings"]["prompt"] == clean and viz.read_png_metadata(pngs[0])["prompt"] == clean
+    assert not info["prompt_truncated"]
+    huge, *_, huge_info = generate(client, 4, prompt="apple " * 3000)
+    assert Path(huge[0]).is_file() and huge_info["prompt_truncated"]
+
+
 def test_outputs_stay_in_the_app_folder(served):
     demo, client, root = served
     generate(client, 8, prompt="../../evil name")

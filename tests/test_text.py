@@ -138,3 +138,11 @@ def test_hub_id_offline_raises_clear_error(monkeypatch):
 def test_missing_local_folder_raises(tmp_path):
     with pytest.raises(TextEncoderUnavailable, match="not found"):
         load_text_encoder(str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("prompt", ["красный круг", "赤い丸", "دائرة حمراء", "🍎🌻🌵", "a red 圆 on ٱلْأَزْرَق",
+                                    "\u200f\u202eright-to-left override\u202c"])
+def test_minilm_encodes_any_script_to_finite_features(minilm, prompt):
+    # words outside its vocabulary become [UNK] or word pieces: the features stay finite, never empty
+    cond = minilm.encode(prompt)
+    assert cond.lengths.item() >= 3 and torch.isfinite(cond.features).all()
