@@ -42,7 +42,7 @@ import gradio as gr
 from gradio import utils as gr_utils
 
 from infinity import schedules, viz
-from infinity.pipeline import OFFICIAL_REPO, InfinityPipeline
+from infinity.pipeline import OFFICIAL_REPO, InfinityPipeline, preview_grid
 from infinity.tokenizer import quantizer as Q
 from infinity.validation import MAX_IMAGE_PIXELS, MAX_SEED, InvalidInput, check_seed, clean_prompt, open_image
 
@@ -394,7 +394,8 @@ class Studio:
         p = self.pipe.prepare(prompt, seed, **kw)
         run = Run(settings=dict(p.settings), schedule=list(p.schedule), truncated=any(p.truncated))
         for st in self.pipe.stream(prompt, seed, prepared=p):
-            run.previews.append(self.pipe.decode(st.codes_sum)[0])
+            grid = preview_grid(run.schedule[len(run.previews)], run.schedule[-1], st.codes_sum.shape[-2:])
+            run.previews.append(self.pipe.decode(st.codes_sum, grid)[0])
             run.bits.append(st.bits[0].cpu())
             run.masks.append(None if st.flip_mask is None else st.flip_mask[0].cpu())
             run.seconds = time.perf_counter() - t0
@@ -489,7 +490,8 @@ class Studio:
     def _decode_bits(self, bits: Sequence[torch.Tensor]) -> list[Image.Image]:
         """Previews after each scale from (possibly flipped) bits."""
         full = tuple(bits[-1].shape[1:3])
-        return [self.pipe.decode(s)[0] for s in Q.bits_to_codes_sum(bits, full)]
+        return [self.pipe.decode(s, preview_grid(b.shape[1:3], full))[0]
+                for s, b in zip(Q.bits_to_codes_sum(bits, full), bits)]
 
     @staticmethod
     def check_image(image) -> Image.Image:

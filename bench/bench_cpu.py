@@ -78,9 +78,11 @@ def bench_bundled(runs: int) -> list[dict]:
     return rows
 
 
-def bench_arch(name: str, guidance: float = 3.0) -> dict:
-    """An official architecture with random weights at 0.06M, VAE decode timed apart."""
+def bench_arch(name: str, guidance: float = 3.0, previews: bool = False) -> dict:
+    """An official architecture with random weights at 0.06M, VAE decode timed apart. With `previews`, also the
+    cost of decoding a preview after every scale (the app's live view): at full size vs at `preview_grid`."""
     import infinity
+    from infinity.pipeline import preview_grid
     from infinity.sampling import generate
 
     tf = infinity.build_transformer({"layer12": "infinity-layer12", "2b": "infinity-2b"}[name])
@@ -97,15 +99,27 @@ def bench_arch(name: str, guidance: float = 3.0) -> dict:
         tok.codes_to_image(states[-1].codes_sum)
         decode_s = time.perf_counter() - t
     fl = transformer_flops(tf.cfg, sched, 2 if guidance != 1 else 1, 16)
-    return {"what": f"{name} random weights 256x256 (0.06M), cfg {guidance}", "seconds": sample_s + decode_s,
-            "sampling_s": sample_s, "decode_s": decode_s, "tokens_per_s": schedules.token_count(sched) / sample_s,
-            "gflops_per_s": fl / sample_s / 1e9, "rss_mb": rss_mb()}
+    row = {"what": f"{name} random weights 256x256 (0.06M), cfg {guidance}", "seconds": sample_s + decode_s,
+           "sampling_s": sample_s, "decode_s": decode_s, "tokens_per_s": schedules.token_count(sched) / sample_s,
+           "gflops_per_s": fl / sample_s / 1e9, "rss_mb": rss_mb()}
+    if previews:
+        import torch.nn.functional as F
+
+        with torch.no_grad():
+            for key, grid_of in (("previews_full_s", lambda hw: sched[-1]),
+                                 ("previews_reduced_s", lambda hw: preview_grid(hw, sched[-1]))):
+                t = time.perf_counter()
+                for st, hw in zip(states, sched):
+                    tok.codes_to_image(F.interpolate(st.codes_sum, size=grid_of(hw), mode="area"))
+                row[key] = time.perf_counter() - t
+    return row
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", nargs="*", default=[], choices=["layer12", "2b"])
     p.add_argument("--no-bundled", action="store_true")
+    p.add_argument("--previews", action="store_true", help="also time per-scale preview decoding (full vs reduced)")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("bench/results_cpu.json"))
@@ -113,13 +127,16 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     peak = matmul_peak()
     rows = [] if a.no_bundled else bench_bundled(a.runs)
-    rows += [bench_arch(n) for n in a.arch]
+    rows += [bench_arch(n, previews=a.previews) for n in a.arch]
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {a.threads} threads, "
           f"matmul peak {peak:.1f} GFLOP/s")
     print(f"{'what':48s} {'s/img':>7s} {'tok/s':>9s} {'GFLOP/s':>8s} {'% peak':>7s} {'RSS MB':>7s}")
     for r in rows:
         print(f"{r['what']:48s} {r['seconds']:7.3f} {r['tokens_per_s']:9.0f} {r['gflops_per_s']:8.1f} "
               f"{100 * r['gflops_per_s'] / peak:6.1f}% {r['rss_mb']:7.0f}")
+        if "previews_full_s" in r:
+            print(f"  previews after every scale: full-size decodes {r['previews_full_s']:.2f} s, "
+                  f"reduced {r['previews_reduced_s']:.2f} s")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "threads": a.threads, "matmul_peak_gflops": peak,
                                  "torch": torch.__version__, "rows": rows}, indent=1))

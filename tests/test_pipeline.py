@@ -177,3 +177,19 @@ def test_official_hub_id_offline_gives_a_clear_error(monkeypatch):
         InfinityPipeline.from_pretrained("FoundationVision/Infinity", device="cpu")
     with pytest.raises(CheckpointError, match="model folder not found"):
         InfinityPipeline.from_pretrained("/no/such/folder", device="cpu")
+
+
+def test_preview_grid_and_reduced_decode(tiny_pipe):
+    from infinity.pipeline import preview_grid
+
+    assert preview_grid((1, 1), (16, 16)) == (2, 2)
+    assert preview_grid((6, 8), (12, 16)) == (12, 16)           # never beyond the full grid
+    assert preview_grid((16, 16), (16, 16)) == (16, 16)         # the last scale is decoded in full
+    assert preview_grid((4, 3), (32, 24), (64, 48)) == (16, 12)  # patchified: in the tokenizer's units
+    out = tiny_pipe("a cat", seed=0)
+    codes = out.states[-1].codes_sum
+    H, W = codes.shape[-2:]
+    full = tiny_pipe.decode(codes)[0]
+    assert np.array_equal(np.asarray(tiny_pipe.decode(codes, (H, W))[0]), np.asarray(full))
+    small = tiny_pipe.decode(codes, (H // 2, W // 2))[0]
+    assert (small.width, small.height) == (full.width // 2, full.height // 2)
