@@ -78,7 +78,7 @@ def bench_bundled(runs: int) -> list[dict]:
     return rows
 
 
-def bench_arch(name: str, guidance: float = 3.0, previews: bool = False) -> dict:
+def bench_arch(name: str, guidance: float = 3.0, previews: bool = False, int8: bool = False) -> dict:
     """An official architecture with random weights at 0.06M, VAE decode timed apart. With `previews`, also the
     cost of decoding a preview after every scale (the app's live view): at full size vs at `preview_grid`."""
     import infinity
@@ -86,6 +86,10 @@ def bench_arch(name: str, guidance: float = 3.0, previews: bool = False) -> dict
     from infinity.sampling import generate
 
     tf = infinity.build_transformer({"layer12": "infinity-layer12", "2b": "infinity-2b"}[name])
+    if int8:
+        from infinity.transformer.int8 import quantize_int8
+
+        quantize_int8(tf)
     tok = infinity.build_tokenizer("vae-d32")
     sched = schedules.scale_schedule(1.0, "0.06M")
     g = torch.Generator().manual_seed(0)
@@ -99,7 +103,8 @@ def bench_arch(name: str, guidance: float = 3.0, previews: bool = False) -> dict
         tok.codes_to_image(states[-1].codes_sum)
         decode_s = time.perf_counter() - t
     fl = transformer_flops(tf.cfg, sched, 2 if guidance != 1 else 1, 16)
-    row = {"what": f"{name} random weights 256x256 (0.06M), cfg {guidance}", "seconds": sample_s + decode_s,
+    row = {"what": f"{name}{' int8' if int8 else ''} random weights 256x256 (0.06M), cfg {guidance}",
+           "seconds": sample_s + decode_s,
            "sampling_s": sample_s, "decode_s": decode_s, "tokens_per_s": schedules.token_count(sched) / sample_s,
            "gflops_per_s": fl / sample_s / 1e9, "rss_mb": rss_mb()}
     if previews:
@@ -120,6 +125,7 @@ def main() -> None:
     p.add_argument("--arch", nargs="*", default=[], choices=["layer12", "2b"])
     p.add_argument("--no-bundled", action="store_true")
     p.add_argument("--previews", action="store_true", help="also time per-scale preview decoding (full vs reduced)")
+    p.add_argument("--int8", action="store_true", help="also run each --arch with int8 linear layers")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("bench/results_cpu.json"))
@@ -127,13 +133,18 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     peak = matmul_peak()
     rows = [] if a.no_bundled else bench_bundled(a.runs)
-    rows += [bench_arch(n, previews=a.previews) for n in a.arch]
+    for n in a.arch:
+        rows.append(bench_arch(n, previews=a.previews))
+        if a.int8:
+            rows.append(bench_arch(n, int8=True))
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {a.threads} threads, "
           f"matmul peak {peak:.1f} GFLOP/s")
     print(f"{'what':48s} {'s/img':>7s} {'tok/s':>9s} {'GFLOP/s':>8s} {'% peak':>7s} {'RSS MB':>7s}")
     for r in rows:
         print(f"{r['what']:48s} {r['seconds']:7.3f} {r['tokens_per_s']:9.0f} {r['gflops_per_s']:8.1f} "
               f"{100 * r['gflops_per_s'] / peak:6.1f}% {r['rss_mb']:7.0f}")
+        if "sampling_s" in r:
+            print(f"  sampling {r['sampling_s']:.2f} s + decode {r['decode_s']:.2f} s")
         if "previews_full_s" in r:
             print(f"  previews after every scale: full-size decodes {r['previews_full_s']:.2f} s, "
                   f"reduced {r['previews_reduced_s']:.2f} s")

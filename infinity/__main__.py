@@ -51,7 +51,7 @@ def cmd_generate(a) -> None:
         raise SystemExit(f"error: --out must be a .png file, got {a.out}")
     if a.animation and Path(a.animation).suffix.lower() not in (".mp4", ".gif"):
         raise SystemExit(f"error: --animation must end in .mp4 or .gif, got {a.animation}")
-    pipe = InfinityPipeline.from_pretrained(a.model, device=a.device)
+    pipe = InfinityPipeline.from_pretrained(a.model, device=a.device, int8=a.int8)
     kw = dict(negative_prompt=a.negative, guidance=a.guidance, temperature=a.temperature, top_p=a.top_p,
               greedy=a.greedy, h_div_w=parse_aspect(a.aspect), budget=a.budget, flip_share=a.flip_share,
               flip_scales=_scales(a.flip_scales))
@@ -114,6 +114,7 @@ def main(argv=None) -> int:
     g.add_argument("--model", default=None, help="folder or hub id (default: the bundled small model)")
     g.add_argument("--device", default=None)
     g.add_argument("--threads", type=int, default=None)
+    g.add_argument("--int8", action="store_true", help="CPU: int8 linear layers (faster; close to, not equal to fp32)")
     g.add_argument("--quiet", action="store_true")
     g.set_defaults(fn=cmd_generate)
 

@@ -71,10 +71,11 @@ class InfinityPipeline:
     # -- construction -------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, source: Union[str, Path, None] = None, device=None, dtype: Optional[torch.dtype] = None,
-                        text_encoder: Optional[str] = None) -> "InfinityPipeline":
+                        text_encoder: Optional[str] = None, int8: bool = False) -> "InfinityPipeline":
         """No source: the small model in assets/ (offline). A folder with `config.json` (our format, see
         `save_pretrained`), a folder with the official files (`infinity_2b_reg.pth`, `infinity_vae_d32reg.pth`,
-        optionally `flan-t5-xl/`), or the hub id `FoundationVision/Infinity` (downloaded; clear error offline)."""
+        optionally `flan-t5-xl/`), or the hub id `FoundationVision/Infinity` (downloaded; clear error offline).
+        `int8`: CPU only, the blocks' linear layers in int8 (faster, close to but not equal to float32)."""
         from .text import load_text_encoder
 
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -102,6 +103,10 @@ class InfinityPipeline:
         tok, tf = tok.to(device), tf.to(device)
         if dtype is not None and dtype != torch.float32:
             tf.block_chunks.to(dtype)
+        if int8:
+            from .transformer.int8 import quantize_int8
+
+            quantize_int8(tf)
         return cls(tok.eval(), tf.eval(), te, cfg, compute_dtype=dtype or torch.float32)
 
     def save_pretrained(self, folder: Union[str, Path], half: bool = True) -> None:

@@ -65,11 +65,15 @@ class SelfAttention(nn.Module):
         self.scale_mul_1H11 = nn.Parameter(torch.full((1, H, 1, 1), math.log(4.0)))
         self.proj = nn.Linear(C, C)
         self.max_log_scale = math.log(100.0)
+        self.qkv_bias_folded = False  # True once `int8.quantize_int8` made mat_qkv a module with the bias inside
 
     def forward(self, x_BLC, cos_sin, attn_mask=None, cache: Optional[KVCache] = None, total: int = 0):
         B, L, C = x_BLC.shape
-        bias = torch.cat([self.q_bias, self.zero_k_bias, self.v_bias])
-        qkv = F.linear(x_BLC, self.mat_qkv.weight, bias).view(B, L, 3, self.H, self.c).permute(2, 0, 3, 1, 4)
+        if self.qkv_bias_folded:
+            qkv = self.mat_qkv(x_BLC)
+        else:
+            qkv = F.linear(x_BLC, self.mat_qkv.weight, torch.cat([self.q_bias, self.zero_k_bias, self.v_bias]))
+        qkv = qkv.view(B, L, 3, self.H, self.c).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # (B, H, L, c)
         q = F.normalize(q, dim=-1) * self.scale_mul_1H11.clamp(max=self.max_log_scale).exp()
         k = F.normalize(k, dim=-1)
