@@ -51,3 +51,15 @@ def test_int8_refused_off_cpu(tiny_pipe):
     m = copy.deepcopy(tiny_pipe.transformer).to("meta")
     with pytest.raises(InvalidInput, match="CPUs"):
         quantize_int8(m)
+
+
+def test_app_serves_int8_on_request(monkeypatch):
+    pytest.importorskip("gradio")
+    import app
+
+    assert getattr(app.load_pipeline(int8=True).transformer, "int8", False)
+    assert not getattr(app.load_pipeline().transformer, "int8", False)
+    monkeypatch.setenv("INFINITY_INT8", "1")
+    assert app.parse_args([]).int8 and not app.parse_args([]).share
+    monkeypatch.setenv("INFINITY_INT8", "0")
+    assert not app.parse_args([]).int8
