@@ -51,17 +51,17 @@ log = logging.getLogger("infinity.app")
 HERE = Path(__file__).resolve().parent
 
 
-class UploadImage(gr.Image):
-    """The upload box. Gradio opens each upload's header before our code runs and, for a file that claims more
-    pixels than Pillow allows, fails with a long technical message; this says it in one sentence instead. Size caps
-    and damage are judged afterwards by `Studio.check_image`."""
+def upload_image(**kw) -> gr.Image:
+    """The upload box, as a file path. Gradio opens each upload's header before our code runs and, for a file
+    that claims more pixels than Pillow allows, fails with a long technical message; this says it in one sentence
+    instead. Size caps and damage are judged afterwards by `Studio.check_image`. (Wrapped on the instance: a
+    subclass would make Gradio write a type-stub file next to app.py.)"""
+    box = gr.Image(type="filepath", image_mode=None, **kw)
+    inner = box.preprocess
 
-    def get_block_name(self) -> str:
-        return "image"  # the same front-end component
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return inner(payload)
         except gr.Error:
             raise
         except Image.DecompressionBombError:
@@ -69,10 +69,15 @@ class UploadImage(gr.Image):
         except Exception:  # noqa: BLE001 - whatever Pillow cannot open is, to the user, not an image
             raise gr.Error("the upload is not an image Pillow can read (PNG, JPEG, WebP, …)") from None
 
+    box.preprocess = preprocess
+    return box
+
 
 def _inside(path: Path, folder: Path) -> bool:
     """Whether `path` (links and '..' resolved) lies in `folder`."""
     return path.resolve().is_relative_to(folder.resolve())
+
+
 TITLE = "Infinity — bitwise autoregressive image generation"
 INTRO = ("An image is drawn scale by scale, from a 1×1 grid up to the full latent grid: at each scale a transformer "
          "predicts the sign bits of what the coarser scales left out "
@@ -756,8 +761,8 @@ def build_demo(pipe: InfinityPipeline, output_root: Optional[os.PathLike] = None
                 gr.Markdown(TOKENIZER_NOTE)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=4, min_width=300):
-                        upload = UploadImage(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                             height=260, elem_id="upload")
+                        upload = upload_image(label="Image", sources=["upload", "clipboard"], height=260,
+                                              elem_id="upload")
                         tok_budget = gr.Radio(studio.budget_choices(D["h_div_w"]), value=D["budget"],
                                               label="Resolution")
                         tok_share = gr.Slider(0.0, 1.0, value=0.2, step=0.01, label="Share of bits to flip (0: none)")
