@@ -110,9 +110,10 @@ def open_image(image: Any, max_pixels: int = MAX_IMAGE_PIXELS):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                im = Image.open(image)
-                _check_pixels(im.size, max_pixels)
-                im.load()
+                with Image.open(image) as f:
+                    _check_pixels(f.size, max_pixels)
+                    f.load()
+                    im = f.convert("RGB")  # a copy: the file is closed on leaving
         except InvalidInput:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -128,7 +129,7 @@ def open_image(image: Any, max_pixels: int = MAX_IMAGE_PIXELS):
         raise InvalidInput("the upload is not an image")
     if im.width < 1 or im.height < 1:
         raise InvalidInput("the image is empty")
-    return im.convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def _check_pixels(size, max_pixels: int) -> None:
