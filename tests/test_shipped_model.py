@@ -25,8 +25,8 @@ def test_the_readme_prompt_gives_that_picture(pipe):
     ok = 0
     for seed in range(5):
         r = check(pipe("a red circle on a blue background", seed=seed).images[0], "a red circle on a blue background")
-        ok += bool(r["background"] and r["color"])
-    assert ok >= 4
+        ok += bool(r["background"] and r["color"] and r["shape"])
+    assert ok >= 4  # 5 of 5 with the weights shipped on 2026-11-29 (session 2)
 
 
 def test_both_budgets_and_a_wide_ratio(pipe):
