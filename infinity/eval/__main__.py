@@ -6,7 +6,8 @@
 1. checker sanity: the checker's score on ground-truth renders of the held-out prompts (must be ≥ 0.98);
 2. generation: each held-out prompt (colour–shape pairs never seen in training) generated with its own seed,
    scored per attribute (background, colour, shape, position, count, relation, …);
-3. tokenizer: reconstruction PSNR on held-out scenes and on the curated emoji.
+3. tokenizer: reconstruction PSNR on held-out scenes and on the curated emoji, and its ceiling: the checker's
+   score on the ground truth passed through the tokenizer (what a perfect transformer could reach).
 Prints a markdown table and writes JSON.
 """
 from __future__ import annotations
@@ -28,13 +29,18 @@ def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
 
 
-def tokenizer_psnr(pipe, images) -> float:
-    vals = []
+def reconstruct(pipe, images) -> tuple[float, list]:
+    """(mean PSNR, reconstructions) of images passed through the tokenizer (encode, then decode every scale)."""
+    vals, recs = [], []
     for im in images:
         resized, pyr = pipe.encode_image(im, h_div_w=im.height / im.width)
-        rec = pipe.decode(pyr.codes_sum[-1])[0]
-        vals.append(psnr_u8(np.asarray(resized), np.asarray(rec)))
-    return float(np.mean(vals))
+        recs.append(pipe.decode(pyr.codes_sum[-1])[0])
+        vals.append(psnr_u8(np.asarray(resized), np.asarray(recs[-1])))
+    return float(np.mean(vals)), recs
+
+
+def tokenizer_psnr(pipe, images) -> float:
+    return reconstruct(pipe, images)[0]
 
 
 def evaluate(pipe, n: int, seed: int = 0, n_emoji: int = 200) -> dict:
@@ -47,7 +53,9 @@ def evaluate(pipe, n: int, seed: int = 0, n_emoji: int = 200) -> dict:
     gen = [pipe(p, seed=seed + i).images[0] for i, p in enumerate(prompts)]
     res["seconds_per_image"] = (time.perf_counter() - t0) / n
     res["generated"] = score(gen, prompts)
-    res["tokenizer_psnr_scenes"] = tokenizer_psnr(pipe, truth[: min(n, 200)])
+    res["tokenizer_psnr_scenes"], recs = reconstruct(pipe, truth)
+    # the checker on the ground truth passed through the tokenizer: what a perfect transformer could reach
+    res["tokenizer_ceiling"] = score(recs, prompts)
     try:
         from ..data.emoji import EmojiDataset
 
@@ -66,6 +74,8 @@ def table(results: dict[str, dict]) -> str:
     first = results[names[0]]
     rows.append("| checker on ground truth (overall) | " + " | ".join(
         f"{r['checker_on_ground_truth']['overall']:.3f}" for r in results.values()) + " |")
+    rows.append("| tokenizer ceiling (overall: checker on encoded+decoded ground truth) | " + " | ".join(
+        f"{r['tokenizer_ceiling']['overall']:.3f}" for r in results.values()) + " |")
     for a in ATTRIBUTES:
         if a in first["generated"]:
             rows.append(f"| {a} | " + " | ".join(f"{r['generated'].get(a, float('nan')):.3f}" for r in results.values()) + " |")
