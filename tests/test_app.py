@@ -251,8 +251,8 @@ def test_command_line_and_environment(monkeypatch):
     monkeypatch.setattr(app.InfinityPipeline, "from_pretrained", classmethod(lambda cls, *a, **k: calls.append((a, k))))
     monkeypatch.setattr(app.torch.cuda, "is_available", lambda: False)
     app.load_pipeline("FoundationVision/Infinity")  # the 2B model only with a GPU: the bundled one instead
-    app.load_pipeline(None)
-    assert calls == [((), {"device": "cpu"}), ((), {"device": "cpu"})]
+    app.load_pipeline(None, int8=True)
+    assert calls == [((), {"device": "cpu", "int8": False}), ((), {"device": "cpu", "int8": True})]
 
 
 @pytest.mark.slow
