@@ -73,9 +73,12 @@ def upload_image(**kw) -> gr.Image:
     return box
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    """Whether `path` (links and '..' resolved) lies in `folder`."""
-    return path.resolve().is_relative_to(folder.resolve())
+def _own_upload(path) -> Path:
+    """`path` if it lies (links and '..' resolved) in Gradio's upload folder; anything else is refused unopened."""
+    p = Path(path).resolve()
+    if not p.is_relative_to(Path(gr_utils.get_upload_folder()).resolve()):
+        raise InvalidInput("the upload is not an image")
+    return p
 
 
 TITLE = "Infinity — bitwise autoregressive image generation"
@@ -503,19 +506,17 @@ class Studio:
         """Uploads arrive as the path of the file Gradio saved in its upload folder (it only opens the header), so
         size and damage are judged here, before decoding. A path anywhere else is refused: no string from a
         request is ever opened as a file."""
-        if isinstance(image, (str, os.PathLike)) and not _inside(Path(image), Path(gr_utils.get_upload_folder())):
-            raise InvalidInput("the upload is not an image")
-        return open_image(image)
+        return open_image(_own_upload(image) if isinstance(image, (str, os.PathLike)) else image)
 
     @classmethod
     def check_image_size(cls, image) -> tuple[int, int]:
         """(width, height) read from the header only (for choosing the aspect ratio as soon as a file arrives)."""
         if isinstance(image, Image.Image):
             return image.size
-        if image is None or not _inside(Path(image), Path(gr_utils.get_upload_folder())):
-            raise InvalidInput("the upload is not an image")
+        if image is None:
+            raise InvalidInput("upload an image first")
         try:
-            with Image.open(image) as im:
+            with Image.open(_own_upload(image)) as im:
                 return im.size
         except Exception:  # noqa: BLE001 - any unreadable header: the real request will say why
             raise InvalidInput("the upload is not an image") from None

@@ -138,9 +138,7 @@ def warm_start(model: InfinityTransformer, folder: Path) -> None:
     model on your own data, or continuing after the tokenizer was refined. The shapes must match exactly."""
     path = Path(folder)
     path = path / "transformer.safetensors" if path.is_dir() else path
-    weights = load_file(path)
-    model.load_state_dict({k: v.to(model.state_dict()[k].dtype) if k in model.state_dict() else v
-                           for k, v in weights.items()}, strict=True)
+    model.load_state_dict(load_file(path), strict=True)  # copies cast fp16 files to the model's dtype
     log.info("initialised from %s", path)
 
 
