@@ -206,11 +206,9 @@ class InfinityPipeline:
 
     @torch.no_grad()
     def decode(self, codes_sum: torch.Tensor, grid: Optional[tuple[int, int]] = None) -> list[Image.Image]:
-        """Running code sum → PIL RGB images (decode any scale's sum for its preview). With `grid` smaller than the
-        latent grid, the sum is first area-averaged to it: a cheaper, smaller preview (see `preview_grid`)."""
-        if grid is not None and tuple(grid) != tuple(codes_sum.shape[-2:]):
-            codes_sum = torch.nn.functional.interpolate(codes_sum.float(), size=tuple(grid), mode="area")
-        return to_pil(self.tokenizer.codes_to_image(codes_sum).float().cpu())
+        """Running code sum → PIL RGB images (decode any scale's sum for its preview; a smaller `grid` gives a
+        cheaper, smaller preview, see `preview_grid`)."""
+        return to_pil(self.tokenizer.codes_to_image(codes_sum, grid).float().cpu())
 
     @torch.no_grad()
     def encode_image(self, image: Image.Image, h_div_w: Optional[float] = None, budget: Optional[str] = None,

@@ -10,6 +10,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..config import TOKENIZER_PRESETS, TokenizerConfig, resolve_preset
 from ..io import CheckpointError, StateDict, build_module, load_file, load_strict
@@ -69,9 +70,12 @@ class BitwiseTokenizer(nn.Module):
     def bits_to_codes_sum(bits: Sequence[torch.Tensor], full_hw: tuple[int, int]) -> list[torch.Tensor]:
         return Q.bits_to_codes_sum(bits, full_hw)
 
-    def codes_to_image(self, codes_sum: torch.Tensor) -> torch.Tensor:
+    def codes_to_image(self, codes_sum: torch.Tensor, grid: Optional[tuple[int, int]] = None) -> torch.Tensor:
         """Running code sum (B, d, H, W) → image (B, 3, H·stride, W·stride) in [−1, 1]. Decoding the sum after
-        any scale gives that scale's preview: the latent grid stays at full size throughout."""
+        any scale gives that scale's preview: the latent grid stays at full size throughout. With `grid` smaller
+        than (H, W), the sum is first area-averaged to it: a cheaper, smaller preview (`pipeline.preview_grid`)."""
+        if grid is not None and tuple(grid) != tuple(codes_sum.shape[-2:]):
+            codes_sum = F.interpolate(codes_sum.float(), size=tuple(grid), mode="area")
         return self.decoder(codes_sum.to(self._dtype()))
 
     def bits_to_image(self, bits: Sequence[torch.Tensor]) -> torch.Tensor:
