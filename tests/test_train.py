@@ -140,3 +140,22 @@ def test_warm_start_copies_weights_and_rejects_other_shapes(tmp_path):
     other = InfinityTransformer(dataclasses.replace(TINY_TF, embed_dim=48), seed=2)
     with pytest.raises(RuntimeError, match="size mismatch"):
         warm_start(other, tmp_path / "transformer.safetensors")
+
+
+def test_decoder_only_finetune_keeps_every_code(tmp_path):
+    """--decoder-only: the encoder (hence every bit a transformer learned) stays exactly as initialised."""
+    from infinity.train.tokenizer import train
+
+    torch.manual_seed(0)
+    init = BitwiseTokenizer(CFG.tokenizer).state_dict()
+    (tmp_path / "init").mkdir()
+    save_safetensors(init, tmp_path / "init" / "tokenizer.safetensors")
+    out = train(CFG, tmp_path / "dec", steps=2, minutes=None, batch=2, lr=1e-2, seed=0, emoji=False, folder=None,
+                device="cpu", init=tmp_path / "init", decoder_only=True)
+    from safetensors.torch import load_file
+
+    tuned = load_file(out)
+    for k, v in init.items():
+        if k.startswith("encoder."):
+            torch.testing.assert_close(tuned[k], v, rtol=0, atol=0)
+    assert any(not torch.equal(tuned[k], v) for k, v in init.items() if k.startswith("decoder."))

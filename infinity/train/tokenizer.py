@@ -5,6 +5,12 @@
 Loss: L1 + L2 reconstruction of the image decoded from the full multi-scale code sum, plus a commitment term
 that pulls the L2-normalised features towards their ±1/√d codes (BSQ). Gradients pass the quantizer
 straight-through at every scale. Resumable: rerun the same command to continue from `last.pt`.
+
+    python -m infinity.train.tokenizer --out runs/tok_dec --init runs/tok --decoder-only --minutes 30
+
+`--decoder-only` fine-tunes the decoder alone on the frozen encoder's codes: every bit a transformer was trained
+on stays the same, so a trained transformer keeps working with the sharper decoder (no cache rebuild, no
+retraining).
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from tqdm import tqdm
 
 from .. import schedules
 from ..config import ModelConfig
-from ..io import save_safetensors
+from ..io import load_file, save_safetensors
 from ..tokenizer import BitwiseTokenizer
 from ..tokenizer import quantizer as Q
 from .common import (Mixture, Timer, is_small, cosine_lr, default_sources, resume, save_checkpoint, setup_logging,
@@ -28,13 +34,16 @@ from .common import (Mixture, Timer, is_small, cosine_lr, default_sources, resum
 log = logging.getLogger("infinity.train")
 
 
-def tokenizer_loss(tok: BitwiseTokenizer, x: torch.Tensor, schedule, commit: float = 0.25):
-    feats = tok.encoder(x)
-    pyr = Q.residual_quantize(feats, schedule)
+def tokenizer_loss(tok: BitwiseTokenizer, x: torch.Tensor, schedule, commit: float = 0.25, decoder_only: bool = False):
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not decoder_only):
+        feats = tok.encoder(x)
+        pyr = Q.residual_quantize(feats, schedule)
     y = tok.decoder(pyr.codes, clamp=False)
     rec = (y - x).abs().mean() + F.mse_loss(y, x)
     z = F.normalize(feats, dim=1)
     commit_loss = F.mse_loss(z, Q.bits_to_codes(Q.codes_to_bits(z)).detach())
+    if decoder_only:  # the codes are fixed: nothing for the commitment term to pull
+        commit = 0.0
     return rec + commit * commit_loss, {"rec": rec.item(), "commit": commit_loss.item(),
                                          "psnr": psnr(y.detach().clamp(-1, 1), x)}
 
@@ -45,11 +54,19 @@ def psnr(y: torch.Tensor, x: torch.Tensor) -> float:
 
 
 def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch: int, lr: float, seed: int,
-          emoji: bool, folder: str | None, device: str, use_scenes: bool = True) -> Path:
+          emoji: bool, folder: str | None, device: str, use_scenes: bool = True, init: Path | None = None,
+          decoder_only: bool = False) -> Path:
     setup_logging(out)
     torch.manual_seed(seed)
     tok = BitwiseTokenizer(cfg.tokenizer).to(device).train()
-    opt = torch.optim.AdamW(tok.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    if init is not None:  # a checkpoint in `out` (resume below) takes precedence
+        path = Path(init) / "tokenizer.safetensors" if Path(init).is_dir() else Path(init)
+        tok.load_state_dict(load_file(path), strict=True)
+        log.info("initialised from %s", path)
+    if decoder_only:
+        tok.encoder.requires_grad_(False)
+    opt = torch.optim.AdamW((tok.decoder if decoder_only else tok).parameters(), lr=lr, betas=(0.9, 0.95),
+                            weight_decay=0.0)
     start, state = resume(out, tok, opt)
     mix = Mixture(cfg, default_sources(emoji, folder, use_scenes), {"scenes": 0.6, "emoji": 0.3 if emoji else 0, "folder": 0.3},
                   {b: (0.7 if is_small(cfg, b) else 0.3) for b in cfg.budgets}, seed)
@@ -61,7 +78,7 @@ def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch:
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, steps, lr, 200)
         sched = schedules.scale_schedule(ratio, budget, cfg.budgets)
-        loss, logs = tokenizer_loss(tok, x.to(device), sched)
+        loss, logs = tokenizer_loss(tok, x.to(device), sched, decoder_only=decoder_only)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
@@ -91,13 +108,17 @@ def main(argv=None):
     p.add_argument("--no-emoji", action="store_true")
     p.add_argument("--no-scenes", action="store_true", help="train on your folder (and emoji) only")
     p.add_argument("--folder", default=None, help="also train on a folder of your own captioned images")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this tokenizer folder's weights unless --out already holds a checkpoint")
+    p.add_argument("--decoder-only", action="store_true",
+                   help="train the decoder alone on the frozen encoder's codes (trained transformers stay valid)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     train(small_model_config(), a.out, a.steps, a.minutes, a.batch, a.lr, a.seed, not a.no_emoji, a.folder, a.device,
-          not a.no_scenes)
+          not a.no_scenes, a.init, a.decoder_only)
 
 
 if __name__ == "__main__":
