@@ -59,6 +59,7 @@ def test_eval_scores_ground_truth_and_generation():
     assert res["checker_on_ground_truth"]["overall"] == 1.0
     assert 0.0 <= res["generated"]["overall"] <= 1.0 and res["tokenizer_psnr_scenes"] > 5
     assert res["tokenizer_ceiling"]["background"] == 1.0  # the tokenizer keeps flat backgrounds exactly enough
+    assert 0.0 <= res["seen_pairs"]["overall"] <= 1.0 and "seen colour–shape pairs" in table({"bundled": res})
     assert "| background |" in table({"bundled": res})
     json.dumps(res)
 

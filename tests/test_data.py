@@ -150,6 +150,9 @@ def test_heldout_prompts_fixed_and_consistent():
         assert cap == cap2 and spec == parse_caption(cap)
         assert spec.normalized() == scene.spec().normalized()
         assert {(o.color, o.shape) for o in spec.objects} & HELD_OUT_PAIRS
+    seen = heldout_scenes(50, seed=0, split="train")  # the eval's diagnostic: fixed scenes of seen pairs only
+    assert seen == heldout_scenes(50, seed=0, split="train")
+    assert all(not {(o.color, o.shape) for o in sc.objects} & HELD_OUT_PAIRS for _, sc in seen)
 
 
 def test_sample_scene_accepts_numpy_generator_and_rejects_bad_split():

@@ -415,12 +415,15 @@ def _seeded(*parts) -> random.Random:
     return random.Random("infinity-scenes/" + "/".join(map(str, parts)))
 
 
-def heldout_scenes(n: int, seed: int = 0) -> list[tuple[str, Scene]]:
-    """``n`` fixed (caption, scene) pairs, each scene using a held-out colour-shape pair."""
+def heldout_scenes(n: int, seed: int = 0, split: Split = "heldout") -> list[tuple[str, Scene]]:
+    """``n`` fixed (caption, scene) pairs, each scene using a held-out colour-shape pair.
+
+    ``split="train"`` gives fixed scenes of the training pairs instead (a diagnostic: seen pairs in fresh layouts
+    and phrasings, to tell memorised pairs from composition)."""
     out = []
     for i in range(n):
-        r = _seeded("heldout-prompts", seed, i)
-        scene = sample_scene(r, "heldout")
+        r = _seeded("heldout-prompts", seed, i) if split == "heldout" else _seeded("seen-pairs", split, seed, i)
+        scene = sample_scene(r, split)
         out.append((caption_scene(scene, r), scene))
     return out
 

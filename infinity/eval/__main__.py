@@ -5,7 +5,8 @@
 
 1. checker sanity: the checker's score on ground-truth renders of the held-out prompts (must be ≥ 0.98);
 2. generation: each held-out prompt (colour–shape pairs never seen in training) generated with its own seed,
-   scored per attribute (background, colour, shape, position, count, relation, …);
+   scored per attribute (background, colour, shape, position, count, relation, …); the same for as many prompts
+   of colour–shape pairs seen in training (a diagnostic: memorised pairs versus composition);
 3. tokenizer: reconstruction PSNR on held-out scenes and on the curated emoji, and its ceiling: the checker's
    score on the ground truth passed through the tokenizer (what a perfect transformer could reach).
 Prints a markdown table and writes JSON.
@@ -53,6 +54,9 @@ def evaluate(pipe, n: int, seed: int = 0, n_emoji: int = 200) -> dict:
     gen = [pipe(p, seed=seed + i).images[0] for i, p in enumerate(prompts)]
     res["seconds_per_image"] = (time.perf_counter() - t0) / n
     res["generated"] = score(gen, prompts)
+    # diagnostic: the same number of prompts built from colour-shape pairs seen in training (fresh scenes)
+    seen = [cap for cap, _ in scenes.heldout_scenes(n, seed, split="train")]
+    res["seen_pairs"] = score([pipe(p, seed=seed + i).images[0] for i, p in enumerate(seen)], seen)
     res["tokenizer_psnr_scenes"], recs = reconstruct(pipe, truth)
     # the checker on the ground truth passed through the tokenizer: what a perfect transformer could reach
     res["tokenizer_ceiling"] = score(recs, prompts)
@@ -79,6 +83,9 @@ def table(results: dict[str, dict]) -> str:
     for a in ATTRIBUTES:
         if a in first["generated"]:
             rows.append(f"| {a} | " + " | ".join(f"{r['generated'].get(a, float('nan')):.3f}" for r in results.values()) + " |")
+    if all("seen_pairs" in r for r in results.values()):
+        rows.append("| all attributes right, prompts of seen colour–shape pairs (diagnostic) | " + " | ".join(
+            f"{r['seen_pairs']['overall']:.3f}" for r in results.values()) + " |")
     for k, label in (("tokenizer_psnr_scenes", "tokenizer PSNR scenes (dB)"), ("tokenizer_psnr_emoji", "tokenizer PSNR emoji (dB)")):
         rows.append(f"| {label} | " + " | ".join(f"{r[k]:.2f}" if r.get(k) is not None else "–" for r in results.values()) + " |")
     rows.append("| seconds per image | " + " | ".join(f"{r['seconds_per_image']:.3f}" for r in results.values()) + " |")
