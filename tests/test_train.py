@@ -11,9 +11,9 @@ from infinity import schedules
 from infinity.config import TextCondition
 from infinity.io import save_safetensors
 from infinity.tokenizer import BitwiseTokenizer
-from infinity.train.common import small_model_config
+from infinity.train.common import flip_fn, small_model_config
 from infinity.train.tokenizer import tokenizer_loss
-from infinity.train.transformer import bitwise_loss, flip_fn, scale_weights, warm_start
+from infinity.train.transformer import bitwise_loss, scale_weights, warm_start
 from infinity.transformer import InfinityTransformer
 
 CFG = small_model_config()
@@ -147,11 +147,17 @@ def test_decoder_only_finetune_keeps_every_code(tmp_path):
     from infinity.train.tokenizer import train
 
     torch.manual_seed(0)
-    init = BitwiseTokenizer(CFG.tokenizer).state_dict()
+    tok = BitwiseTokenizer(CFG.tokenizer)
+    init = tok.state_dict()
+    x, sched = torch.rand(2, 3, 64, 64) * 2 - 1, schedules.scale_schedule(1.0, 5)
+    clean, _ = tokenizer_loss(tok, x, sched, decoder_only=True)
+    noisy, _ = tokenizer_loss(tok, x, sched, decoder_only=True, flip=lambda s, b: b ^ torch.ones_like(b))
+    noisy.backward()  # flipped codes reach the decoder, never the encoder's gradients
+    assert noisy.item() != clean.item() and tok.encoder.conv_in.conv.weight.grad is None
     (tmp_path / "init").mkdir()
     save_safetensors(init, tmp_path / "init" / "tokenizer.safetensors")
     out = train(CFG, tmp_path / "dec", steps=2, minutes=None, batch=2, lr=1e-2, seed=0, emoji=False, folder=None,
-                device="cpu", init=tmp_path / "init", decoder_only=True)
+                device="cpu", init=tmp_path / "init", decoder_only=True, code_flips=0.3)
     from safetensors.torch import load_file
 
     tuned = load_file(out)
@@ -159,3 +165,8 @@ def test_decoder_only_finetune_keeps_every_code(tmp_path):
         if k.startswith("encoder."):
             torch.testing.assert_close(tuned[k], v, rtol=0, atol=0)
     assert any(not torch.equal(tuned[k], v) for k, v in init.items() if k.startswith("decoder."))
+    from infinity.train.tokenizer import main
+
+    with pytest.raises(SystemExit) as e:  # flipped codes must never reach the encoder's gradients
+        main(["--code-flips", "0.2", "--out", str(tmp_path / "x")])
+    assert e.value.code == 2

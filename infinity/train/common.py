@@ -169,6 +169,22 @@ class Timer:
         return self.deadline is not None and time.time() > self.deadline
 
 
+def flip_fn(strength: float, gen: torch.Generator, n_scales: int):
+    """Bitwise self-correction: per scale a share p ~ U{0, .01, …, strength}, each bit flips with probability p."""
+    if strength <= 0:
+        return None
+    steps = int(round(strength * 100))
+    ps = torch.randint(0, steps + 1, (n_scales,), generator=gen).float() / 100
+
+    def flip(s, bits):
+        if ps[s] == 0:
+            return bits
+        m = (torch.rand(bits.shape, generator=gen) < ps[s]).to(bits.device)  # CPU generator: same draws anywhere
+        return bits ^ m.to(bits.dtype)
+
+    return flip
+
+
 def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
     if step < warmup:
         return base * (step + 1) / warmup

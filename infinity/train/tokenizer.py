@@ -10,7 +10,9 @@ straight-through at every scale. Resumable: rerun the same command to continue f
 
 `--decoder-only` fine-tunes the decoder alone on the frozen encoder's codes: every bit a transformer was trained
 on stays the same, so a trained transformer keeps working with the sharper decoder (no cache rebuild, no
-retraining).
+retraining). `--code-flips P` then also flips bits of half the batches (a share up to P per scale, later scales
+re-quantized as in self-correction) while the target stays the clean image: a small transformer gets a share of
+its last-scale bits wrong, and a decoder that has seen such codes turns them into cleaner pictures.
 """
 from __future__ import annotations
 
@@ -28,16 +30,17 @@ from ..config import ModelConfig
 from ..io import load_file, save_safetensors
 from ..tokenizer import BitwiseTokenizer
 from ..tokenizer import quantizer as Q
-from .common import (Mixture, Timer, is_small, cosine_lr, default_sources, resume, save_checkpoint, setup_logging,
-                     small_model_config)
+from .common import (Mixture, Timer, cosine_lr, default_sources, flip_fn, is_small, resume, save_checkpoint,
+                     setup_logging, small_model_config)
 
 log = logging.getLogger("infinity.train")
 
 
-def tokenizer_loss(tok: BitwiseTokenizer, x: torch.Tensor, schedule, commit: float = 0.25, decoder_only: bool = False):
+def tokenizer_loss(tok: BitwiseTokenizer, x: torch.Tensor, schedule, commit: float = 0.25, decoder_only: bool = False,
+                   flip=None):
     with torch.set_grad_enabled(torch.is_grad_enabled() and not decoder_only):
         feats = tok.encoder(x)
-        pyr = Q.residual_quantize(feats, schedule)
+        pyr = Q.residual_quantize(feats, schedule, flip=flip)  # `flip`: decode codes with wrong bits, target the image
     y = tok.decoder(pyr.codes, clamp=False)
     rec = (y - x).abs().mean() + F.mse_loss(y, x)
     z = F.normalize(feats, dim=1)
@@ -55,7 +58,7 @@ def psnr(y: torch.Tensor, x: torch.Tensor) -> float:
 
 def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch: int, lr: float, seed: int,
           emoji: bool, folder: str | None, device: str, use_scenes: bool = True, init: Path | None = None,
-          decoder_only: bool = False) -> Path:
+          decoder_only: bool = False, code_flips: float = 0.0) -> Path:
     setup_logging(out)
     torch.manual_seed(seed)
     tok = BitwiseTokenizer(cfg.tokenizer).to(device).train()
@@ -71,6 +74,7 @@ def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch:
     mix = Mixture(cfg, default_sources(emoji, folder, use_scenes), {"scenes": 0.6, "emoji": 0.3 if emoji else 0, "folder": 0.3},
                   {b: (0.7 if is_small(cfg, b) else 0.3) for b in cfg.budgets}, seed)
     timer, bar = Timer(minutes), tqdm(total=steps, initial=start, desc="tokenizer", mininterval=5)
+    gen = torch.Generator().manual_seed(seed + start)
     step = start
     for step, x, _, ratio, budget in mix.batches(batch, start):
         if step >= steps or timer.expired():
@@ -78,7 +82,8 @@ def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch:
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, steps, lr, 200)
         sched = schedules.scale_schedule(ratio, budget, cfg.budgets)
-        loss, logs = tokenizer_loss(tok, x.to(device), sched, decoder_only=decoder_only)
+        flip = flip_fn(code_flips, gen, len(sched)) if torch.rand((), generator=gen) < 0.5 else None
+        loss, logs = tokenizer_loss(tok, x.to(device), sched, decoder_only=decoder_only, flip=flip)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
@@ -112,13 +117,19 @@ def main(argv=None):
                    help="start from this tokenizer folder's weights unless --out already holds a checkpoint")
     p.add_argument("--decoder-only", action="store_true",
                    help="train the decoder alone on the frozen encoder's codes (trained transformers stay valid)")
+    p.add_argument("--code-flips", type=float, default=0.0,
+                   help="with --decoder-only: flip up to this share of bits per scale in half the batches")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
+    if a.code_flips and not a.decoder_only:
+        p.error("--code-flips needs --decoder-only (flipped codes must not train the encoder)")
+    if not 0 <= a.code_flips <= 0.5:
+        p.error("--code-flips must be in [0, 0.5]")
     if a.threads:
         torch.set_num_threads(a.threads)
     train(small_model_config(), a.out, a.steps, a.minutes, a.batch, a.lr, a.seed, not a.no_emoji, a.folder, a.device,
-          not a.no_scenes, a.init, a.decoder_only)
+          not a.no_scenes, a.init, a.decoder_only, a.code_flips)
 
 
 if __name__ == "__main__":

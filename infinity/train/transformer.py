@@ -29,25 +29,10 @@ from ..io import load_file
 from ..tokenizer import quantizer as Q
 from ..transformer import InfinityTransformer
 from .cache import FeatureCache
-from .common import Timer, batch_for, cosine_lr, is_small, resume, save_checkpoint, setup_logging, small_model_config
+from .common import (Timer, batch_for, cosine_lr, flip_fn, is_small, resume, save_checkpoint, setup_logging,
+                     small_model_config)
 
 log = logging.getLogger("infinity.train")
-
-
-def flip_fn(strength: float, gen: torch.Generator, n_scales: int):
-    """Bitwise self-correction: per scale a share p ~ U{0, .01, …, strength}, each bit flips with probability p."""
-    if strength <= 0:
-        return None
-    steps = int(round(strength * 100))
-    ps = torch.randint(0, steps + 1, (n_scales,), generator=gen).float() / 100
-
-    def flip(s, bits):
-        if ps[s] == 0:
-            return bits
-        m = (torch.rand(bits.shape, generator=gen) < ps[s]).to(bits.device)  # CPU generator: same draws anywhere
-        return bits ^ m.to(bits.dtype)
-
-    return flip
 
 
 def scale_weights(schedule) -> torch.Tensor:
