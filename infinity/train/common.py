@@ -14,6 +14,7 @@ from PIL import Image
 
 from .. import schedules
 from ..config import ModelConfig, TokenizerConfig, TransformerConfig
+from ..io import load_file
 
 log = logging.getLogger("infinity.train")
 
@@ -167,6 +168,16 @@ class Timer:
 
     def expired(self) -> bool:
         return self.deadline is not None and time.time() > self.deadline
+
+
+def warm_start(model: torch.nn.Module, folder: Path, filename: str = "transformer.safetensors") -> None:
+    """Start from another model's weights (fresh optimizer and LR schedule): fine-tuning the bundled model on your
+    own data, continuing after the tokenizer was refined, or sharpening a decoder. `folder` is a model folder
+    (`filename` inside it) or the file itself. The shapes must match exactly; fp16 files are cast on copy."""
+    path = Path(folder)
+    path = path / filename if path.is_dir() else path
+    model.load_state_dict(load_file(path), strict=True)
+    log.info("initialised from %s", path)
 
 
 def flip_fn(strength: float, gen: torch.Generator, n_scales: int):

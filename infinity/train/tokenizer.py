@@ -28,11 +28,11 @@ from tqdm import tqdm
 
 from .. import schedules
 from ..config import ModelConfig
-from ..io import load_file, save_safetensors
+from ..io import save_safetensors
 from ..tokenizer import BitwiseTokenizer
 from ..tokenizer import quantizer as Q
 from .common import (Mixture, Timer, cosine_lr, default_sources, flip_fn, is_small, resume, save_checkpoint,
-                     setup_logging, small_model_config)
+                     setup_logging, small_model_config, warm_start)
 
 log = logging.getLogger("infinity.train")
 
@@ -64,9 +64,7 @@ def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch:
     torch.manual_seed(seed)
     tok = BitwiseTokenizer(cfg.tokenizer).to(device).train()
     if init is not None:  # a checkpoint in `out` (resume below) takes precedence
-        path = Path(init) / "tokenizer.safetensors" if Path(init).is_dir() else Path(init)
-        tok.load_state_dict(load_file(path), strict=True)
-        log.info("initialised from %s", path)
+        warm_start(tok, init, "tokenizer.safetensors")
     if decoder_only:
         tok.encoder.requires_grad_(False)
     opt = torch.optim.AdamW((tok.decoder if decoder_only else tok).parameters(), lr=lr, betas=(0.9, 0.95),

@@ -30,7 +30,7 @@ from ..tokenizer import quantizer as Q
 from ..transformer import InfinityTransformer
 from .cache import FeatureCache
 from .common import (Timer, batch_for, cosine_lr, flip_fn, is_small, resume, save_checkpoint, setup_logging,
-                     small_model_config)
+                     small_model_config, warm_start)
 
 log = logging.getLogger("infinity.train")
 
@@ -116,15 +116,6 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
         log.info("stopped at step %d; model in %s", step, out / "model")
     if ddp:
         dist.destroy_process_group()
-
-
-def warm_start(model: InfinityTransformer, folder: Path) -> None:
-    """Start from another model's transformer weights (fresh optimizer and LR schedule): fine-tuning the bundled
-    model on your own data, or continuing after the tokenizer was refined. The shapes must match exactly."""
-    path = Path(folder)
-    path = path / "transformer.safetensors" if path.is_dir() else path
-    model.load_state_dict(load_file(path), strict=True)  # copies cast fp16 files to the model's dtype
-    log.info("initialised from %s", path)
 
 
 SAMPLE_PROMPTS = ["a red circle on a blue background", "a small yellow star in the top left on a black background",
