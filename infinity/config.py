@@ -176,6 +176,44 @@ class ModelConfig:
         return cls(**d)
 
 
+# Whole-model presets. The bundled models are sized for two CPU cores (README, model card); budgets are named by
+# their square pixel count and are prefixes of the official schedules.
+SMALL_BUDGETS: Mapping[str, int] = {"0.004M": 5, "0.016M": 7}  # 64×64 (121 tokens), 128×128 (521 tokens) at 1:1
+SMALL_RATIOS: tuple[float, ...] = (1.0, 0.75, 1.333, 0.5, 2.0)
+_SMALL_TOKENIZER = TokenizerConfig(codebook_dim=16, base_ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, norm_groups=8)
+
+
+def _small_transformer(depth: int, width: int, heads: int) -> TransformerConfig:
+    return TransformerConfig(depth=depth, embed_dim=width, num_heads=heads, d_vae=16, text_channels=384,
+                             text_maxlen=256, block_chunks=1, cond_drop_rate=0.1, pool_head_div=96)
+
+
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    "infinity-2b": ModelConfig(name="infinity-2b", tokenizer=TOKENIZER_PRESETS["vae-d32"],
+                               transformer=TRANSFORMER_PRESETS["infinity-2b"], default_budget="1M",
+                               defaults={"guidance": 3.0, "temperature": 0.5, "top_p": 0.97}),
+    # first bundled model (sessions 1–3): 64×64 default, 8×8 last scale; objects got 2–4 tokens and came out blobs
+    "small-v1": ModelConfig(name="infinity-small-scenes", tokenizer=_SMALL_TOKENIZER,
+                            transformer=_small_transformer(5, 208, 4), text_encoder="minilm",
+                            budgets=dict(SMALL_BUDGETS), default_budget="0.004M", h_div_w=SMALL_RATIOS,
+                            defaults={"guidance": 3.0, "temperature": 0.8, "top_p": 0.9}),
+    # second bundled model: the same tokenizer (same codes) at 128×128 by default, a 16×16 last scale (objects
+    # get ~4× the tokens: the tokenizer keeps shapes 96 % of the time there vs 66 % at 8×8), a deeper transformer
+    "small-v2": ModelConfig(name="infinity-small-v2", tokenizer=_SMALL_TOKENIZER,
+                            transformer=_small_transformer(10, 208, 4), text_encoder="minilm",
+                            budgets=dict(SMALL_BUDGETS), default_budget="0.016M", h_div_w=SMALL_RATIOS,
+                            defaults={"guidance": 3.0, "temperature": 0.8, "top_p": 0.9}),
+}
+
+
+def model_preset(name: str, **transformer_overrides) -> ModelConfig:
+    """A whole-model preset by name; keyword overrides change its transformer (e.g. depth=8)."""
+    cfg = resolve_preset(name, MODEL_PRESETS, "model")
+    if transformer_overrides:
+        cfg = dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, **transformer_overrides))
+    return cfg
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Typed payloads between modules
 # ----------------------------------------------------------------------------------------------------------------

@@ -146,4 +146,18 @@ def test_bad_caption_raises():
         score([img], [])
     spec = SceneSpec("white", (ObjectSpec("red", "circle"),))
     assert set(check(img, spec)) == {"background", "color", "shape", "object", "position", "size",
-                                     "count", "relation", "overall"}
+                                     "count", "relation", "overall", "single_shape", "single_shape_noncircle"}
+
+
+def test_noncircle_diagnostic_ignores_circles_and_counts():
+    """A round blob asked to be a star fails the non-circle score; asked to be a circle it is left out of it."""
+    from infinity.data.scenes import render_scene, Scene, SceneObject
+
+    sc = Scene("white", (SceneObject("red", "circle", 0.5, 0.5, 0.4),), "single")
+    img = render_scene(sc, 64, 64)
+    as_circle = check(img, SceneSpec("white", (ObjectSpec("red", "circle"),)))
+    as_star = check(img, SceneSpec("white", (ObjectSpec("red", "star"),)))
+    as_count = check(img, SceneSpec("white", (ObjectSpec("red", "circle", 2),), "count"))
+    assert as_circle["single_shape"] is True and as_circle["single_shape_noncircle"] is None
+    assert as_star["single_shape"] is False and as_star["single_shape_noncircle"] is False
+    assert as_count["single_shape"] is None and as_count["single_shape_noncircle"] is None

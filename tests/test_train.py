@@ -142,6 +142,45 @@ def test_warm_start_copies_weights_and_rejects_other_shapes(tmp_path):
         warm_start(other, tmp_path / "transformer.safetensors")
 
 
+def test_grow_depth_starts_as_the_same_function(tmp_path):
+    """A shallow model's weights in a deeper model: same logits at first; the new blocks are not no-ops in shape
+    only (their residual outputs are zero, the rest copied), and training moves them."""
+    from infinity.train.common import grow_depth
+
+    torch.manual_seed(0)
+    shallow_cfg = dataclasses.replace(TINY_TF, depth=2)
+    src = InfinityTransformer(shallow_cfg, seed=1)
+    with torch.no_grad():  # non-trivial blocks (the training init starts near identity)
+        for p in src.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_safetensors(src.state_dict(), tmp_path / "transformer.safetensors")
+    deep = InfinityTransformer(dataclasses.replace(TINY_TF, depth=5), seed=2)
+    warm_start(deep, tmp_path)
+    feats, cond = _batch()
+    sched = schedules.scale_schedule(1.0, 5)
+    from infinity.tokenizer import quantizer as Q
+    x = Q.transformer_inputs(Q.residual_quantize(feats, sched).codes_sum, sched)
+    torch.testing.assert_close(deep(cond, x, sched, 1.0), src(cond, x, sched, 1.0), atol=1e-5, rtol=1e-5)
+    assert deep.blocks[1].ffn.fc2.weight.abs().sum() == 0 and deep.blocks[1].ffn.fc1.weight.abs().sum() > 0
+    # a perturbed source must not match (the test can fail)
+    moved = InfinityTransformer(dataclasses.replace(TINY_TF, depth=5), seed=2)
+    state = grow_depth(src.state_dict(), moved)
+    state["block_chunks.0.module.1.ffn.fc2.bias"] += 0.1
+    moved.load_state_dict(state)
+    assert not torch.allclose(moved(cond, x, sched, 1.0), src(cond, x, sched, 1.0), atol=1e-4)
+    with pytest.raises(ValueError, match="grow"):
+        grow_depth(deep.state_dict(), src)
+
+
+def test_budget_weights_parse_and_reject():
+    from infinity.train.common import parse_budget_weights
+
+    assert parse_budget_weights("0.016M=0.85,0.004M=0.15", CFG) == {"0.004M": 0.15, "0.016M": 0.85}
+    assert parse_budget_weights(None, CFG) == {"0.004M": 1.0, "0.016M": 0.25}
+    with pytest.raises(ValueError, match="unknown budget"):
+        parse_budget_weights("1M=1", CFG)
+
+
 def test_decoder_only_finetune_keeps_every_code(tmp_path):
     """--decoder-only: the encoder (hence every bit a transformer learned) stays exactly as initialised."""
     from infinity.train.tokenizer import train

@@ -8,7 +8,10 @@
    scored per attribute (background, colour, shape, position, count, relation, …); the same for as many prompts
    of colour–shape pairs seen in training (a diagnostic: memorised pairs versus composition);
 3. tokenizer: reconstruction PSNR on held-out scenes and on the curated emoji, and its ceiling: the checker's
-   score on the ground truth passed through the tokenizer (what a perfect transformer could reach).
+   score on the ground truth passed through the tokenizer (what a perfect transformer could reach);
+4. emoji by name: nearest-emoji retrieval of images generated from plain emoji names (`infinity/eval/emoji.py`),
+   with the real emoji and the real emoji blurred to colour blobs as references;
+5. seed diversity: mean pixel difference between four seeds of the same prompt.
 Prints a markdown table and writes JSON.
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 
 from ..data import scenes
 from .checker import ATTRIBUTES, score
+from .emoji import emoji_retrieval, seed_diversity
 
 
 def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,7 +48,7 @@ def tokenizer_psnr(pipe, images) -> float:
     return reconstruct(pipe, images)[0]
 
 
-def evaluate(pipe, n: int, seed: int = 0, n_emoji: int = 200) -> dict:
+def evaluate(pipe, n: int, seed: int = 0, n_emoji: int = 200, n_emoji_gen: int = 100) -> dict:
     H, W = pipe.pixel_size(1.0)
     pairs = scenes.heldout_scenes(n, seed)
     truth = [scenes.render_scene(sc, W, H) for _, sc in pairs]
@@ -66,9 +70,12 @@ def evaluate(pipe, n: int, seed: int = 0, n_emoji: int = 200) -> dict:
         ds = EmojiDataset(size=(H, W))
         idx = np.linspace(0, len(ds) - 1, min(n_emoji, len(ds))).astype(int)
         res["tokenizer_psnr_emoji"] = tokenizer_psnr(pipe, [ds.image(int(i)) for i in idx])
+        if n_emoji_gen:
+            res["emoji_retrieval"] = emoji_retrieval(pipe, n_emoji_gen, seed)
     except (FileNotFoundError, RuntimeError, ValueError) as e:  # emoji package not installed
         res["tokenizer_psnr_emoji"] = None
         res["emoji_note"] = str(e)
+    res["seed_diversity"] = seed_diversity(pipe, prompts[:20])
     return res
 
 
@@ -82,12 +89,22 @@ def table(results: dict[str, dict]) -> str:
         f"{r['tokenizer_ceiling']['overall']:.3f}" for r in results.values()) + " |")
     for a in ATTRIBUTES:
         if a in first["generated"]:
-            rows.append(f"| {a} | " + " | ".join(f"{r['generated'].get(a, float('nan')):.3f}" for r in results.values()) + " |")
+            label = {"single_shape": "shape, single objects (diagnostic)",
+                     "single_shape_noncircle": "shape, single objects except circles (diagnostic)"}.get(a, a)
+            rows.append(f"| {label} | " + " | ".join(
+                f"{r['generated'].get(a, float('nan')):.3f}" for r in results.values()) + " |")
     if all("seen_pairs" in r for r in results.values()):
         rows.append("| all attributes right, prompts of seen colour–shape pairs (diagnostic) | " + " | ".join(
             f"{r['seen_pairs']['overall']:.3f}" for r in results.values()) + " |")
     for k, label in (("tokenizer_psnr_scenes", "tokenizer PSNR scenes (dB)"), ("tokenizer_psnr_emoji", "tokenizer PSNR emoji (dB)")):
         rows.append(f"| {label} | " + " | ".join(f"{r[k]:.2f}" if r.get(k) is not None else "–" for r in results.values()) + " |")
+    if all("emoji_retrieval" in r for r in results.values()):
+        for k, label in (("generated", "emoji by name, generated"), ("blurred_blobs", "emoji by name, real emoji blurred to blobs (reference)")):
+            rows.append(f"| {label}: top-1 / top-5 | " + " | ".join(
+                f"{r['emoji_retrieval'][k]['top1']:.3f} / {r['emoji_retrieval'][k]['top5']:.3f}" for r in results.values()) + " |")
+    if all("seed_diversity" in r for r in results.values()):
+        rows.append("| seed diversity (mean pixel difference, 0–255) | " + " | ".join(
+            f"{r['seed_diversity']:.1f}" for r in results.values()) + " |")
     rows.append("| seconds per image | " + " | ".join(f"{r['seconds_per_image']:.3f}" for r in results.values()) + " |")
     return "\n".join(rows)
 
@@ -99,7 +116,8 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     p.add_argument("--compare", nargs="*", default=[], help="more model folders evaluated the same way")
-    p.add_argument("--n", type=int, default=200, help="held-out prompts")
+    p.add_argument("--n", type=int, default=400, help="held-out prompts")
+    p.add_argument("--n-emoji", type=int, default=100, help="emoji generated from their names (0: skip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
@@ -111,7 +129,7 @@ def main(argv=None) -> int:
     results = {}
     for src in [a.model] + list(a.compare):
         name = src or "bundled"
-        results[name] = evaluate(InfinityPipeline.from_pretrained(src, device="cpu"), a.n, a.seed)
+        results[name] = evaluate(InfinityPipeline.from_pretrained(src, device="cpu"), a.n, a.seed, n_emoji_gen=a.n_emoji)
     print(table(results))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

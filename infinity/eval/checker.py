@@ -37,7 +37,11 @@ PAD = 4                  # pixels of context around a region (room for its blurr
 _SS = 4                  # supersampling when drawing prototypes
 SIZE_SPLIT = 0.345       # extent/short side between the 'small' and 'large' ranges
 RELATION_MARGIN = 0.02   # centres must differ by this much (fraction of the axis)
-ATTRIBUTES = ("background", "color", "shape", "object", "position", "size", "count", "relation", "overall")
+ATTRIBUTES = ("background", "color", "shape", "object", "position", "size", "count", "relation", "overall",
+              "single_shape", "single_shape_noncircle")
+# Not part of "overall": the shape verdict again, restricted to single-object prompts, and to those whose shape is
+# not a circle (a round blob passes as a circle, so this is the honest shape score of a soft generator).
+DIAGNOSTICS = ("single_shape", "single_shape_noncircle")
 
 
 @dataclass(frozen=True)
@@ -205,7 +209,8 @@ def check(image, spec: SceneSpec | str) -> dict[str, bool | None]:
     named shape has a region (any colour); object: every colour-shape pair is one region;
     position / size: the object's largest matching region is in that 3x3 cell / size range;
     count: exactly that many colour-shape regions; relation: centre comparison of the two
-    objects. None where the prompt does not mention the attribute; overall: all the rest.
+    objects. None where the prompt does not mention the attribute; overall: all the rest. Then the diagnostics
+    (`DIAGNOSTICS`, not in overall): the shape verdict on single-object prompts, and on those of a non-circle.
     """
     if isinstance(spec, str):
         parsed = parse_caption(spec)
@@ -241,6 +246,9 @@ def check(image, spec: SceneSpec | str) -> dict[str, bool | None]:
         a, b = chosen[0], chosen[1]
         out["relation"] = bool(a is not None and b is not None and a is not b and _relation_holds(spec.relation, a, b))
     out["overall"] = all(v for v in out.values() if v is not None)
+    single = spec.kind == "single"
+    out["single_shape"] = out["shape"] if single else None
+    out["single_shape_noncircle"] = out["shape"] if single and objs[0].shape != "circle" else None
     return out
 
 

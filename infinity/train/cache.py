@@ -107,7 +107,7 @@ class FeatureCache:
 
 
 def main(argv=None):
-    from .common import small_model_config
+    from .common import add_preset_argument, small_model_config
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokenizer", type=Path, default=Path("runs/tokenizer"))
@@ -118,8 +118,9 @@ def main(argv=None):
     p.add_argument("--no-emoji", action="store_true")
     p.add_argument("--no-scenes", action="store_true", help="train on your folder (and emoji) only")
     p.add_argument("--folder", default=None)
+    add_preset_argument(p)
     a = p.parse_args(argv)
-    cfg = small_model_config()
+    cfg = small_model_config(a.preset)
     small = min(cfg.budgets, key=cfg.budgets.get)
     per = {b: (a.per_bucket if b == small else a.large_per_bucket) for b in cfg.budgets}
     build_cache(cfg, a.tokenizer, a.out, per, a.seed, not a.no_emoji, a.folder, use_scenes=not a.no_scenes)

@@ -31,7 +31,7 @@ from ..config import ModelConfig
 from ..io import save_safetensors
 from ..tokenizer import BitwiseTokenizer
 from ..tokenizer import quantizer as Q
-from .common import (Mixture, Timer, cosine_lr, default_sources, flip_fn, is_small, resume, save_checkpoint,
+from .common import (Mixture, Timer, add_preset_argument, cosine_lr, default_sources, flip_fn, is_small, resume, save_checkpoint,
                      setup_logging, small_model_config, warm_start)
 
 log = logging.getLogger("infinity.train")
@@ -119,6 +119,7 @@ def main(argv=None):
     p.add_argument("--code-flips", type=float, default=0.0,
                    help="with --decoder-only: flip up to this share of bits per scale in half the batches")
     p.add_argument("--threads", type=int, default=None)
+    add_preset_argument(p)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
     if a.code_flips and not a.decoder_only:
@@ -127,7 +128,7 @@ def main(argv=None):
         p.error("--code-flips must be in [0, 0.5]")
     if a.threads:
         torch.set_num_threads(a.threads)
-    train(small_model_config(), a.out, a.steps, a.minutes, a.batch, a.lr, a.seed, not a.no_emoji, a.folder, a.device,
+    train(small_model_config(a.preset), a.out, a.steps, a.minutes, a.batch, a.lr, a.seed, not a.no_emoji, a.folder, a.device,
           not a.no_scenes, a.init, a.decoder_only, a.code_flips)
 
 

@@ -13,6 +13,7 @@ Runs under `torchrun --nproc_per_node N` with DistributedDataParallel (gloo on C
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -29,8 +30,8 @@ from ..io import load_file
 from ..tokenizer import quantizer as Q
 from ..transformer import InfinityTransformer
 from .cache import FeatureCache
-from .common import (Timer, batch_for, cosine_lr, flip_fn, is_small, resume, save_checkpoint, setup_logging,
-                     small_model_config, warm_start)
+from .common import (Timer, add_preset_argument, batch_for, cosine_lr, flip_fn, parse_budget_weights, resume,
+                     save_checkpoint, setup_logging, small_model_config, warm_start)
 
 log = logging.getLogger("infinity.train")
 
@@ -59,7 +60,7 @@ def bitwise_loss(model: InfinityTransformer, feats, cond: TextCondition, ratio: 
 
 def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, steps: int, minutes, batch: int,
           lr: float, strength: float, seed: int, device: str, sample_every: int, export_model: bool = True,
-          snapshot_every: int = 0, init: Path | None = None) -> None:
+          snapshot_every: int = 0, init: Path | None = None, budget_weights: dict | None = None) -> None:
     ddp = "WORLD_SIZE" in os.environ
     rank = 0
     if ddp:
@@ -75,7 +76,7 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
         warm_start(model, init)
     # DistributedDataParallel averages gradients across processes; cfg_uncond is unused in steps without dropout
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ddp else model
-    cache = FeatureCache(cache_dir, {b: (1.0 if is_small(cfg, b) else 0.25) for b in cfg.budgets})
+    cache = FeatureCache(cache_dir, budget_weights or parse_budget_weights(None, cfg))
     # each rank its own stream; after a resume, a fresh one per (seed, rank, step) so ranks never repeat each other
     gen = torch.Generator().manual_seed(seed * 1000 + rank + 7919 * start)
     if state and "gen" in state and not ddp:
@@ -169,13 +170,24 @@ def main(argv=None):
     p.add_argument("--init", type=Path, default=None,
                    help="start from this model folder's transformer weights (e.g. assets/infinity-small) "
                         "unless --out already holds a checkpoint")
+    p.add_argument("--budget-weights", default=None, metavar="B=W,...",
+                   help="how often each budget's buckets are drawn, e.g. 0.016M=0.85,0.004M=0.15 "
+                        "(default: the smallest 1, larger ones 1/4 per two more scales)")
+    add_preset_argument(p)
+    p.add_argument("--depth", type=int, default=None, help="override the preset's number of blocks (pilots)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg = small_model_config()
+    cfg = small_model_config(a.preset)
+    if a.depth:
+        cfg = dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, depth=a.depth))
+    try:
+        weights = parse_budget_weights(a.budget_weights, cfg)
+    except ValueError as e:
+        p.error(str(e))
     train(cfg, a.tokenizer, a.cache, a.out, a.steps, a.minutes, a.batch, a.lr, a.flips, a.seed, a.device,
-          a.sample_every, not a.no_export, a.snapshot_every, a.init)
+          a.sample_every, not a.no_export, a.snapshot_every, a.init, weights)
 
 
 if __name__ == "__main__":
