@@ -37,12 +37,29 @@ def _scales(text: str) -> list[int]:
         raise InvalidInput(f"flip scales must be comma-separated scale indices, got {text!r}") from None
 
 
+def _model_config(source):
+    """The config of the model `--model` names, read without loading weights (None when only loading can tell),
+    so bad input is refused before the minutes a large model takes to load."""
+    import json
+
+    from .config import MODEL_PRESETS, ModelConfig
+    from .pipeline import ASSETS, OFFICIAL_REPO
+
+    folder = Path(source) if source else ASSETS
+    if (folder / "config.json").is_file():
+        return ModelConfig.from_dict(json.loads((folder / "config.json").read_text()))
+    if str(source).rstrip("/").lower() == OFFICIAL_REPO.lower():
+        return MODEL_PRESETS["infinity-2b"]
+    return None
+
+
 def cmd_generate(a) -> None:
     import torch
     from tqdm import tqdm
 
     from . import viz
     from .pipeline import InfinityPipeline
+    from .validation import check_request
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -51,22 +68,21 @@ def cmd_generate(a) -> None:
         raise SystemExit(f"error: --out must be a .png file, got {a.out}")
     if a.animation and Path(a.animation).suffix.lower() not in (".mp4", ".gif"):
         raise SystemExit(f"error: --animation must end in .mp4 or .gif, got {a.animation}")
-    pipe = InfinityPipeline.from_pretrained(a.model, device=a.device, int8=a.int8)
     kw = dict(negative_prompt=a.negative, guidance=a.guidance, temperature=a.temperature, top_p=a.top_p,
               greedy=a.greedy, h_div_w=parse_aspect(a.aspect), budget=a.budget, flip_share=a.flip_share,
               flip_scales=_scales(a.flip_scales))
+    cfg = _model_config(a.model)
+    if cfg is not None:
+        check_request(cfg, a.prompt, a.seed, **kw)  # the pipeline's own check, before the model loads
+    pipe = InfinityPipeline.from_pretrained(a.model, device=a.device, int8=a.int8)
     prepared = pipe.prepare(a.prompt, a.seed, **kw)
-    states, previews = [], []
-    for st in tqdm(pipe.stream(a.prompt, a.seed, prepared=prepared), total=len(prepared.schedule), desc="scales",
-                   unit="scale", disable=a.quiet):
-        states.append(st)
-        if a.animation:
-            previews.append(pipe.decode(st.codes_sum)[0])
-    image = previews[-1] if previews else pipe.decode(states[-1].codes_sum)[0]
+    steps = list(tqdm(pipe.stream(prepared=prepared, previews=bool(a.animation)), total=len(prepared.schedule),
+                      desc="scales", unit="scale", disable=a.quiet))
+    image = steps[-1].previews[0] if a.animation else pipe.decode(steps[-1].codes_sum)[0]
     out.parent.mkdir(parents=True, exist_ok=True)
     viz.save_png(image, out, prepared.settings)
     if a.animation:
-        frames = viz.scale_frames(previews, hws=[s.hw for s in states])
+        frames = viz.scale_frames([s.previews[0] for s in steps], hws=[s.hw for s in steps])
         (viz.write_mp4 if a.animation.lower().endswith(".mp4") else viz.write_gif)(frames, a.animation)
     if prepared.truncated and any(prepared.truncated):
         print("note: the prompt was longer than the text encoder's limit and was cut", file=sys.stderr)
@@ -77,16 +93,19 @@ def cmd_generate(a) -> None:
 
 def cmd_convert(a) -> None:
     """Official .pth files → safetensors + config.json, loadable with InfinityPipeline.from_pretrained(folder)."""
-    from .config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig
+    import dataclasses
+
+    from .config import MODEL_PRESETS, TOKENIZER_PRESETS, TRANSFORMER_PRESETS
     from .pipeline import InfinityPipeline
     from .tokenizer import build_tokenizer
     from .transformer import build_transformer
 
     tok = build_tokenizer(a.tokenizer_preset, device="meta", weights=a.tokenizer)
     tf = build_transformer(a.transformer_preset, device="meta", weights=a.transformer)
-    cfg = ModelConfig(name=a.name or a.transformer_preset, tokenizer=TOKENIZER_PRESETS[a.tokenizer_preset],
-                      transformer=TRANSFORMER_PRESETS[a.transformer_preset], text_encoder=a.text_encoder,
-                      default_budget="1M", defaults={"guidance": 3.0, "temperature": 0.5, "top_p": 0.97})
+    # the official 2B's budgets and sampling defaults, with the parts named on the command line
+    cfg = dataclasses.replace(MODEL_PRESETS["infinity-2b"], name=a.name or a.transformer_preset,
+                              tokenizer=TOKENIZER_PRESETS[a.tokenizer_preset],
+                              transformer=TRANSFORMER_PRESETS[a.transformer_preset], text_encoder=a.text_encoder)
     pipe = InfinityPipeline(tok, tf, None, cfg)
     pipe.save_pretrained(a.out, half=a.half)
     print(f"wrote {a.out}/tokenizer.safetensors, transformer.safetensors, config.json")

@@ -192,6 +192,19 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     "infinity-2b": ModelConfig(name="infinity-2b", tokenizer=TOKENIZER_PRESETS["vae-d32"],
                                transformer=TRANSFORMER_PRESETS["infinity-2b"], default_budget="1M",
                                defaults={"guidance": 3.0, "temperature": 0.5, "top_p": 0.97}),
+    # Infinity-8B (infinity_8b_weights/): the d14 VAE at stride 8 read through 2×2 spatial patchify (56 bits per
+    # token, 16 px per token, paper §3.4); the official 8B notebooks sample with cfg 3 and tau 1.0. Smaller budgets
+    # are prefixes of the 1M schedule, as for the 2B model.
+    "infinity-8b": ModelConfig(name="infinity-8b", tokenizer=TOKENIZER_PRESETS["vae-d14-patchify"],
+                               transformer=TRANSFORMER_PRESETS["infinity-8b"], default_budget="1M",
+                               defaults={"guidance": 3.0, "temperature": 1.0, "top_p": 0.97}),
+    # the 512×512 middle stage of the 8B training (infinity_8b_512x512_weights/): same parts, never trained
+    # beyond the 0.25M schedule, so the larger budgets are not offered
+    "infinity-8b-512": ModelConfig(name="infinity-8b-512", tokenizer=TOKENIZER_PRESETS["vae-d14-patchify"],
+                                   transformer=TRANSFORMER_PRESETS["infinity-8b"],
+                                   budgets={k: OFFICIAL_BUDGETS[k] for k in ("0.06M", "0.25M")},
+                                   default_budget="0.25M",
+                                   defaults={"guidance": 3.0, "temperature": 1.0, "top_p": 0.97}),
     # first bundled model (sessions 1–3): 64×64 default, 8×8 last scale; objects got 2–4 tokens and came out blobs
     "small-v1": ModelConfig(name="infinity-small-scenes", tokenizer=_SMALL_TOKENIZER,
                             transformer=_small_transformer(5, 208, 4), text_encoder="minilm",

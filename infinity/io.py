@@ -11,7 +11,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Iterator, Mapping, Optional
 
 import torch
 
@@ -48,24 +48,52 @@ def load_file(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"cannot read {path} (truncated or not a checkpoint?): {e}") from e
 
 
-def load_sharded(folder: str | os.PathLike) -> StateDict:
-    """A folder with `model.safetensors.index.json` or `pytorch_model.bin.index.json` (the 8B layout)."""
-    folder = Path(folder)
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = folder / index_name
-        if index.is_file():
-            break
-    else:
-        raise CheckpointError(f"no shard index (model.safetensors.index.json) in {folder}")
-    weight_map = json.loads(index.read_text())["weight_map"]
-    sd: StateDict = {}
-    for shard in sorted(set(weight_map.values())):
-        if Path(shard).name != shard:  # the index names files in the same folder, nothing else
+SHARD_INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")  # safetensors preferred
+
+
+def shard_index(folder: str | os.PathLike, index_names: Iterable[str] = SHARD_INDEX_NAMES) -> tuple[Path, dict[str, str]]:
+    """(index file, weight map {key: shard file name}) of a sharded folder (the layout of transformers'
+    `save_pretrained(max_shard_size=…)`, which the official 8B weights use)."""
+    folder, index_names = Path(folder), tuple(index_names)
+    index = next((folder / n for n in index_names if (folder / n).is_file()), None)
+    if index is None:
+        raise CheckpointError(f"no shard index ({' or '.join(index_names)}) in {folder}")
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{index} is not a shard index with a 'weight_map': {e}") from e
+    for shard in set(weight_map.values()):
+        if not isinstance(shard, str) or Path(shard).name != shard:  # files in the same folder, nothing else
             raise CheckpointError(f"shard name {shard!r} in {index} is not a plain file name")
-        sd.update(load_file(folder / shard))
-    missing = set(weight_map) - set(sd)
-    if missing:
-        raise CheckpointError(f"{index}: keys listed but absent from the shards: {sorted(missing)[:10]}")
+    return index, weight_map
+
+
+def iter_shards(folder: str | os.PathLike, index_names: Iterable[str] = SHARD_INDEX_NAMES
+                ) -> Iterator[tuple[Path, StateDict]]:
+    """Each shard of a sharded folder in turn, loaded on its own (peak memory: one shard, not the model), after
+    checking that it holds exactly the keys the index assigns to it."""
+    index, weight_map = shard_index(folder, index_names)
+    by_shard: dict[str, set] = {}
+    for k, shard in weight_map.items():
+        by_shard.setdefault(shard, set()).add(k)
+    for shard in sorted(by_shard):
+        path = index.parent / shard
+        sd = load_file(path)
+        absent, extra = sorted(by_shard[shard] - set(sd)), sorted(set(sd) - by_shard[shard])
+        if absent or extra:
+            raise CheckpointError(f"{path} does not match {index.name}: "
+                                  + (f"listed but absent: {_fmt(absent)}" if absent else "")
+                                  + ("; " if absent and extra else "")
+                                  + (f"present but not listed: {_fmt(extra)}" if extra else ""))
+        yield path, sd
+
+
+def load_sharded(folder: str | os.PathLike) -> StateDict:
+    """A whole sharded folder as one state dict (small models, conversion); large ones load shard by shard with
+    `load_strict_sharded`."""
+    sd: StateDict = {}
+    for _, part in iter_shards(folder):
+        sd.update(part)
     return sd
 
 
@@ -94,11 +122,10 @@ def _fmt(keys: Iterable[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_strict(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], what: str, source: str = "") -> None:
-    """Load every key or fail, naming missing / unexpected / mis-shaped keys. Casts to each parameter's dtype;
-    works on meta-device modules (assign)."""
-    own = module.state_dict()
-    missing, unexpected, shapes = key_report(own, sd)
+Place = Callable[[str, torch.Tensor], torch.Tensor]
+
+
+def _check_keys(missing, unexpected, shapes, what: str, source: str) -> None:
     if missing or unexpected or shapes:
         lines = [f"{source or 'checkpoint'} does not fit {what}:"]
         if missing:
@@ -109,9 +136,52 @@ def load_strict(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], what: s
             lines.append(f"  wrong shape ({len(shapes)}): {_fmt(shapes, 4)}")
         lines.append("  Is this the right file for this model (e.g. the d32reg VAE for Infinity-2B)?")
         raise CheckpointError("\n".join(lines))
+
+
+def _placer(own: Mapping[str, torch.Tensor], place: Optional[Place]) -> Place:
+    """Default placement: floating tensors cast to the module's dtype for that key, on the CPU."""
+    if place is not None:
+        return place
+    return lambda k, v: v.to(own[k].dtype) if v.is_floating_point() and v.dtype != own[k].dtype else v
+
+
+def _assign(module: torch.nn.Module, own, part: Mapping[str, torch.Tensor], place: Place) -> None:
     on_meta = any(t.is_meta for t in own.values())
-    cast = {k: v.to(own[k].dtype) if v.dtype != own[k].dtype and v.is_floating_point() else v for k, v in sd.items()}
-    module.load_state_dict(cast, strict=True, assign=on_meta)
+    module.load_state_dict({k: place(k, v) for k, v in part.items()}, strict=False, assign=on_meta)
+
+
+def load_strict(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], what: str, source: str = "",
+                place: Optional[Place] = None) -> None:
+    """Load every key or fail, naming missing / unexpected / mis-shaped keys. `place(key, tensor)` puts each
+    tensor where it goes (device, dtype); by default floating tensors are cast to the module's dtype. Works on
+    meta-device modules (the tensors are assigned, not copied)."""
+    own = module.state_dict()
+    _check_keys(*key_report(own, sd), what, source)
+    _assign(module, own, sd, _placer(own, place))
+
+
+def load_strict_sharded(module: torch.nn.Module, folder: str | os.PathLike, what: str,
+                        transform: Optional[Callable[[StateDict], StateDict]] = None,
+                        place: Optional[Place] = None) -> None:
+    """Strict loading of a sharded folder, one shard at a time: the index's key list is checked against the
+    module before any shard is read (a missing key is named at once), each shard is checked against the index,
+    its tensors are placed (device, dtype) and assigned, and the shard is dropped before the next is read. So an
+    8B model in bf16 needs one shard of host memory beyond its own weights, not a float32 copy of everything.
+    `transform` adapts a shard's keys/tensors first (e.g. the official cfg_uncond padding)."""
+    index, weight_map = shard_index(folder)
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(weight_map)), sorted(set(weight_map) - set(own))
+    _check_keys(missing, unexpected, [], what, str(index))
+    place = _placer(own, place)
+    for path, part in iter_shards(folder):
+        if transform is not None:
+            part = transform(part)
+        _check_keys([], *key_report(own, part)[1:], what, str(path))
+        _assign(module, own, part, place)
+        del part
+    left = sorted(k for k, t in module.state_dict().items() if t.is_meta)
+    if left:  # cannot happen after the checks above, unless a transform dropped keys
+        _check_keys(left, [], [], what, str(index))
 
 
 def build_module(make, device=None, dtype: Optional[torch.dtype] = None, weights=None) -> torch.nn.Module:
@@ -132,7 +202,8 @@ def build_module(make, device=None, dtype: Optional[torch.dtype] = None, weights
 
 
 def hub_download(repo_id: str, filename: Optional[str] = None, **kw) -> Path:
-    """Download a file (or a whole repo snapshot) with huggingface_hub; clear error when offline."""
+    """Download a file, or a repo snapshot (`allow_patterns=[…]` limits it to some files or folders), with
+    huggingface_hub; one clear error naming what was asked for when offline or missing."""
     try:
         import huggingface_hub as hf
 
@@ -144,7 +215,8 @@ def hub_download(repo_id: str, filename: Optional[str] = None, **kw) -> Path:
         missing = type(e).__name__ in ("RepositoryNotFoundError", "EntryNotFoundError", "RevisionNotFoundError")
         hint = ("HF_HUB_OFFLINE is set" if offline else "it does not exist on the Hugging Face hub" if missing
                 else "it could not be downloaded from the Hugging Face hub")
+        what = f"/{filename}" if filename else f" ({', '.join(kw['allow_patterns'])})" if kw.get("allow_patterns") else ""
         raise CheckpointError(
-            f"cannot get {repo_id}{'/' + filename if filename else ''}: {hint} ({type(e).__name__}: {e}). "
+            f"cannot get {repo_id}{what}: {hint} ({type(e).__name__}: {e}). "
             f"Download it once on a machine with network access and pass the local folder instead."
         ) from e

@@ -21,12 +21,12 @@ import torch
 from PIL import Image
 
 from . import schedules
-from .config import ModelConfig, ScaleState, TextCondition
+from .config import MODEL_PRESETS, ModelConfig, ScaleState, TextCondition
 from .io import CheckpointError, hub_download, load_file, save_safetensors
 from .sampling import FlipSpec, iter_scales
 from .tokenizer import BitwiseTokenizer, build_tokenizer
 from .transformer import InfinityTransformer, build_transformer
-from .viz import to_pil
+from .images import from_pil, resize_cover_crop, to_pil
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,17 @@ class Prepared:
     truncated: list[bool]
     seconds: float
     seeds: tuple[int, int]  # sampling seed, bit-flip seed
+    generator: Optional[torch.Generator] = None  # the caller's, used instead of a fresh one seeded with `seed`
+
+
+@dataclass
+class StreamStep(ScaleState):
+    """A `ScaleState` as `stream` yields it, plus its decoded preview when asked for (`previews`, one RGB image
+    per prompt), the schedule it belongs to and the seconds since the request started."""
+
+    previews: list[Image.Image] = field(default_factory=list)
+    schedule: list[tuple[int, int]] = field(default_factory=list)
+    elapsed: float = 0.0
 
 
 @dataclass
@@ -89,7 +100,7 @@ class InfinityPipeline:
             tf = build_transformer(cfg.transformer, device="meta", weights=load_file(folder / "transformer.safetensors"))
             te = load_text_encoder(text_encoder or cfg.text_encoder, device=device)
         else:
-            cfg = ModelConfig.from_dict(_official_2b_config())
+            cfg = MODEL_PRESETS["infinity-2b"]
             files = {k: folder / f for k, f in OFFICIAL_FILES.items()}
             if not folder.is_dir():
                 if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):
@@ -131,9 +142,9 @@ class InfinityPipeline:
 
     def schedule(self, h_div_w: float = 1.0, budget: Optional[str] = None) -> list[tuple[int, int]]:
         """Token-grid schedule for the nearest supported aspect ratio at a supported budget."""
-        budget = budget or self.config.default_budget
-        if budget not in self.config.budgets:
-            raise ValueError(f"unknown pixel budget {budget!r}; this model supports {self.budgets()}")
+        from .validation import check_budget
+
+        budget = check_budget(budget or self.config.default_budget, self.budgets())
         t = schedules.nearest_template(h_div_w, self.aspect_ratios())
         return schedules.scale_schedule(t, budget, self.config.budgets)
 
@@ -145,56 +156,99 @@ class InfinityPipeline:
         cond, truncated = self.text_encoder.encode(list(prompts), return_truncated=True)
         return cond, truncated
 
-    def prepare(self, prompt: Union[str, Sequence[str]], seed: int = 0, *, negative_prompt: Optional[str] = None,
-                guidance=None, temperature=None, top_p: Optional[float] = None, greedy: bool = False,
-                h_div_w: float = 1.0, budget: Optional[str] = None, flip_share: float = 0.0,
-                flip_scales: Sequence[int] = (), flip_seed: Optional[int] = None,
-                forced_bits: Sequence[torch.Tensor] = ()) -> "Prepared":
-        """Steps 1–3: check inputs, encode the prompt (once), prepare the schedule and the generators."""
-        from .validation import check_generation, clean_prompt
+    def check_inputs(self, prompt: Union[str, Sequence[str]], seed: int = 0, *,
+                     negative_prompt: Optional[str] = None, guidance=None, temperature=None,
+                     top_p: Optional[float] = None, greedy: bool = False, h_div_w: float = 1.0,
+                     budget: Optional[str] = None, flip_share: float = 0.0, flip_scales: Sequence[int] = (),
+                     flip_seed: Optional[int] = None, num_images: int = 1) -> tuple[list[str], dict]:
+        """Judge a request before any work is done (diffusers' `check_inputs`): returns (clean prompts, resolved
+        settings) or raises `InvalidInput` with one sentence. The only check on the way from the app, the API, the
+        CLI or Python to the sampler; `num_images` (seeds seed … seed+n−1) is for callers that loop over seeds."""
+        from .validation import check_request
 
+        prompts, d = check_request(self.config, prompt, seed, negative_prompt=negative_prompt, guidance=guidance,
+                                   temperature=temperature, top_p=top_p, greedy=greedy, h_div_w=h_div_w,
+                                   budget=budget, flip_share=flip_share, flip_scales=flip_scales,
+                                   flip_seed=flip_seed, num_images=num_images)
+        return prompts, d
+
+    def prepare(self, prompt: Union[str, Sequence[str]], seed: int = 0, *, forced_bits: Sequence[torch.Tensor] = (),
+                generator: Optional[torch.Generator] = None, **kw) -> Prepared:
+        """Steps 1–3: check inputs, encode the prompt (once), prepare the schedule. Keywords as `check_inputs`."""
         t0 = time.perf_counter()
-        prompts, d = check_generation(self, prompt, seed, guidance, temperature, top_p, flip_share, flip_scales,
-                                      h_div_w, budget)
-        negative_prompt = clean_prompt(negative_prompt, "negative prompt", allow_empty=True) or None
-        template = schedules.nearest_template(h_div_w, self.aspect_ratios())
-        budget = budget or self.config.default_budget
-        sched = self.schedule(template, budget)
+        prompts, d = self.check_inputs(prompt, seed, **kw)
+        template = schedules.nearest_template(d["h_div_w"], self.aspect_ratios())
+        sched = self.schedule(template, d["budget"])
         cond, truncated = self.encode_prompt(prompts)
-        neg = self.encode_prompt([negative_prompt])[0] if negative_prompt else None
+        neg = self.encode_prompt([d["negative_prompt"]])[0] if d["negative_prompt"] else None
         kwargs = dict(h_div_w=template, negative=neg, guidance=d["guidance"], temperature=d["temperature"],
-                      top_p=d["top_p"], greedy=greedy, flips=FlipSpec(d["flip_share"], tuple(flip_scales)),
+                      top_p=d["top_p"], greedy=d["greedy"], flips=FlipSpec(d["flip_share"], tuple(d["flip_scales"])),
                       forced_bits=forced_bits, patchify=self.config.tokenizer.spatial_patchify,
                       autocast_dtype=self.compute_dtype if self.compute_dtype != torch.float32 else None)
-        seeds = (seed, flip_seed if flip_seed is not None else seed + 1)
-        settings = dict(prompt=prompts[0] if isinstance(prompt, str) else prompts, negative_prompt=negative_prompt,
-                        seed=seed, guidance=d["guidance"], temperature=d["temperature"], top_p=d["top_p"],
-                        greedy=greedy, h_div_w=template, budget=budget, flip_share=d["flip_share"],
-                        flip_scales=list(flip_scales), model=self.config.name)
-        return Prepared(cond, sched, kwargs, settings, truncated, time.perf_counter() - t0, seeds)
+        settings = dict(prompt=prompts[0] if isinstance(prompt, str) else prompts,
+                        negative_prompt=d["negative_prompt"], seed=d["seed"], guidance=d["guidance"],
+                        temperature=d["temperature"], top_p=d["top_p"], greedy=d["greedy"], h_div_w=template,
+                        budget=d["budget"], flip_share=d["flip_share"], flip_scales=d["flip_scales"],
+                        model=self.config.name)
+        return Prepared(cond, sched, kwargs, settings, truncated, time.perf_counter() - t0,
+                        (d["seed"], d["flip_seed"]), generator)
 
-    def stream(self, prompt, seed: int = 0, **kw) -> Iterator[ScaleState]:
-        """Yield each scale's state as it is sampled (live previews). Arguments as for `__call__`."""
-        p = kw.pop("prepared", None) or self.prepare(prompt, seed, **kw)
+    def stream(self, prompt: Union[str, Sequence[str], None] = None, seed: int = 0, *,
+               previews: Union[bool, str] = False, prepared: Optional[Prepared] = None, **kw) -> Iterator[StreamStep]:
+        """Yield each scale as it is sampled: the one loop behind `__call__`, the app's live view and the CLI.
+
+        `previews`: False (none), True (decoded at `preview_grid`: everything the running sum holds, at a fraction
+        of the cost; the last scale in full) or "full". Other keywords as `__call__`, or a `prepared` request."""
+        t0 = time.perf_counter()
+        p = prepared or self.prepare(prompt, seed, **kw)
         # fresh generators per run: streaming the same prepared request twice gives the same image
-        gen = torch.Generator(self.device).manual_seed(p.seeds[0])
+        gen = p.generator or torch.Generator(self.device).manual_seed(p.seeds[0])
         fgen = torch.Generator(self.device).manual_seed(p.seeds[1])
-        return iter_scales(self.transformer, p.cond, p.schedule, generator=gen, flip_generator=fgen, **p.kwargs)
+        final = p.schedule[-1]
+        for st in iter_scales(self.transformer, p.cond, p.schedule, generator=gen, flip_generator=fgen, **p.kwargs):
+            shown = []
+            if previews:
+                grid = None if previews == "full" else preview_grid(p.schedule[st.index], final,
+                                                                    st.codes_sum.shape[-2:])
+                shown = self.decode(st.codes_sum, grid)
+            yield StreamStep(**vars(st), previews=shown, schedule=p.schedule,
+                             elapsed=p.seconds * (prepared is None) + time.perf_counter() - t0)
 
     @torch.no_grad()
-    def __call__(self, prompt: Union[str, Sequence[str]], seed: int = 0, *, callback=None, **kw) -> GenerationOutput:
-        """Generate one image per prompt.
+    def __call__(self, prompt: Union[str, Sequence[str]], seed: int = 0, *, negative_prompt: Optional[str] = None,
+                 guidance=None, temperature=None, top_p: Optional[float] = None, greedy: bool = False,
+                 h_div_w: float = 1.0, budget: Optional[str] = None, flip_share: float = 0.0,
+                 flip_scales: Sequence[int] = (), flip_seed: Optional[int] = None,
+                 forced_bits: Sequence[torch.Tensor] = (), generator: Optional[torch.Generator] = None,
+                 callback=None) -> GenerationOutput:
+        """Generate one image per prompt (a list of prompts makes a batch).
 
-        Keywords: negative_prompt; guidance / temperature: scalar or one value per scale (model defaults when
-        None); top_p: nucleus filter on each bit (0 = off); greedy: argmax per bit; h_div_w: aspect ratio
-        (nearest supported template); budget: a pixel budget the model declares; flip_share / flip_scales:
-        deliberately flip that share of the sampled bits at those scales (self-correction demo, paper §3.3);
-        flip_seed; forced_bits: keep an image's first scales (variations); callback(state) after each scale.
+        Args:
+            prompt: text, or a list of texts.
+            seed: seeds the sampling generator (0 … 2³¹−1); ignored for sampling when `generator` is given.
+            negative_prompt: replaces the empty condition on the unguided side of classifier-free guidance.
+            guidance: CFG scale, one number or one per scale (model default when None; 1 = no guidance).
+            temperature: > 0, one number or one per scale (model default when None).
+            top_p: nucleus filter on each bit, 0 = off (model default when None).
+            greedy: take the more likely value of every bit (the official top-k of 1).
+            h_div_w: aspect ratio height / width; the nearest template the model supports is used.
+            budget: a pixel budget the model declares (`pipe.budgets()`), default `config.default_budget`.
+            flip_share: share of sampled bits to flip on purpose at `flip_scales` (self-correction, paper §3.3).
+            flip_scales: 0-based scale indices to flip bits at (required when flip_share > 0).
+            flip_seed: seeds the flip generator (default seed + 1), separate from sampling's draws.
+            forced_bits: per-scale bits (VAE grid) that replace the first scales: variations of an image.
+            generator: a `torch.Generator` on the pipeline's device for the sampling draws (diffusers' habit).
+            callback: called with each scale's state as it is produced.
+
+        Steps: 1.–3. check inputs, encode the prompt, prepare the schedule (`prepare`); 4. sample the scales
+        (`stream`); 5. decode. Bad input raises `InvalidInput` before any sampling.
         """
         t0 = time.perf_counter()
-        p = self.prepare(prompt, seed, **kw)  # 1.–3. check inputs, encode prompt, prepare schedule
+        p = self.prepare(prompt, seed, negative_prompt=negative_prompt, guidance=guidance, temperature=temperature,
+                         top_p=top_p, greedy=greedy, h_div_w=h_div_w, budget=budget, flip_share=flip_share,
+                         flip_scales=flip_scales, flip_seed=flip_seed, forced_bits=forced_bits, generator=generator)
         states = []
-        for st in self.stream(prompt, seed, prepared=p):  # 4. sample scales
+        for st in self.stream(prepared=p):  # 4. sample scales
             states.append(st)
             if callback is not None:
                 callback(st)
@@ -202,7 +256,7 @@ class InfinityPipeline:
         images = self.decode(states[-1].codes_sum)  # 5. decode
         timings = {"prepare": p.seconds, "sampling": t_sample, "decode": time.perf_counter() - t0 - p.seconds - t_sample,
                    "scales": [s.seconds for s in states], "total": time.perf_counter() - t0}
-        return GenerationOutput(images, seed, states, p.schedule, timings, p.settings, p.truncated)
+        return GenerationOutput(images, p.seeds[0], states, p.schedule, timings, p.settings, p.truncated)
 
     @torch.no_grad()
     def decode(self, codes_sum: torch.Tensor, grid: Optional[tuple[int, int]] = None) -> list[Image.Image]:
@@ -215,15 +269,12 @@ class InfinityPipeline:
                      flip=None):
         """An image → (resized image, per-scale pyramid) at the nearest supported size (tokenizer tab,
         variations). `flip(scale, bits) -> bits` re-quantizes later scales around flipped bits (paper §3.3)."""
-        from .data.folder import resize_cover_crop
-        from .viz import from_pil as to_tensor
-
         r = h_div_w or image.height / image.width
         sched = self.schedule(r, budget)
         H, W = schedules.pixel_size(sched, self.config.tokenizer.token_stride)
         img = resize_cover_crop(image.convert("RGB"), H, W)
         vae_sched = schedules.patchify_schedule(sched) if self.config.tokenizer.spatial_patchify else sched
-        feats = self.tokenizer.image_to_features(to_tensor([img]).to(self.device, self._dtype()))
+        feats = self.tokenizer.image_to_features(from_pil([img]).to(self.device, self._dtype()))
         pyr = self.tokenizer.features_to_bits(feats, vae_sched, flip=flip)
         return img, pyr
 
@@ -241,12 +292,3 @@ def preview_grid(scale_hw: Sequence[int], final_hw: Sequence[int], latent_hw: Op
     previews of a generation cost about 0.42 of 13 full decodes). The last scale is always decoded in full."""
     latent_hw = final_hw if latent_hw is None else latent_hw
     return tuple(min(int(L), factor * int(s) * int(L) // int(f)) for s, f, L in zip(scale_hw, final_hw, latent_hw))
-
-
-def _official_2b_config() -> dict:
-    from .config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS
-
-    cfg = ModelConfig(name="infinity-2b", tokenizer=TOKENIZER_PRESETS["vae-d32"],
-                      transformer=TRANSFORMER_PRESETS["infinity-2b"], default_budget="1M",
-                      defaults={"guidance": 3.0, "temperature": 0.5, "top_p": 0.97})
-    return cfg.to_dict()

@@ -39,6 +39,15 @@ class FlipSpec:
         return self.share > 0 and s in self.scales
 
 
+def flip_bits(bits: torch.Tensor, share: float, generator: Optional[torch.Generator] = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip each bit with probability `share` (one uniform draw per bit from `generator`, on the bits' device).
+    Returns (flipped bits, mask of the flipped positions). The one rule for deliberate bit errors: the sampler's
+    self-correction demo and the app's tokenizer view both call it (paper §3.3)."""
+    mask = torch.rand(bits.shape, generator=generator, device=bits.device) < share
+    return bits ^ mask.to(bits.dtype), mask
+
+
 def sample_bits(logits_BLd2: torch.Tensor, top_p: float = 0.0, greedy: bool = False,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Bits from per-bit logit pairs (…, 2) → (…) uint8.
@@ -124,8 +133,7 @@ def iter_scales(
             bits = forced_bits[s].to(bits)
         flip_mask = None
         if flips.active(s):
-            flip_mask = torch.rand(bits.shape, generator=flip_generator, device=bits.device) < flips.share
-            bits = bits ^ flip_mask.to(bits.dtype)
+            bits, flip_mask = flip_bits(bits, flips.share, flip_generator)
         codes_sum = Q.accumulate(codes_sum, bits)
         if s + 1 < K:
             nxt = Q.resize_linear(codes_sum, vae_sched[s + 1])

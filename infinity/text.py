@@ -49,7 +49,10 @@ class TextEncoder:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where the encoder computes (for an offloaded encoder: the device it visits, not where it is stored)."""
+        from .offload import device_of
+
+        return device_of(self.model)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -61,7 +64,18 @@ class TextEncoder:
         return int(getattr(cfg, "d_model", None) or cfg.hidden_size)
 
     def to(self, device=None, dtype=None) -> "TextEncoder":
+        if getattr(self.model, "offloader", None) is not None:
+            raise RuntimeError("an offloaded text encoder stays in host memory; load it again to move it")
         self.model.to(device=device, dtype=dtype)
+        return self
+
+    def offload(self, device) -> "TextEncoder":
+        """Keep the weights in host memory and copy them to `device` only while prompts are encoded: the GPU
+        holds no text encoder between requests (T5-XL: 4.9 GB in float32). Costs one host→device copy of the
+        weights per `encode` call (about 0.2 s for T5-XL over PCIe 4); features are identical."""
+        from .offload import offload_module
+
+        self.model.offloader = offload_module(self.model, device)
         return self
 
     def tokenize(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:

@@ -63,31 +63,81 @@ def check_seed(seed: Any) -> int:
     return seed
 
 
-def check_generation(pipe, prompt, seed, guidance, temperature, top_p, flip_share, flip_scales, h_div_w,
-                     budget: Optional[str]) -> tuple[list[str], dict]:
-    """Validate one request against what the model supports; returns (clean prompts, resolved settings)."""
+MAX_IMAGES = 4  # images per app request: each is generated on its own, so image i equals seed + i alone
+
+
+def check_whole(value: Any, name: str, lo: int, hi: int) -> int:
+    """A whole number in [lo, hi]; floats that are whole (a slider's 2.0) count, booleans and text do not."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if isinstance(value, bool) or not x.is_integer() or not lo <= x <= hi:
+        raise InvalidInput(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
+    return int(x)
+
+
+def check_budget(budget: Any, budgets: Sequence[str]) -> str:
+    if budget not in budgets:
+        raise InvalidInput(f"unknown resolution {budget!r}; this model supports {list(budgets)}")
+    return budget
+
+
+def check_ratio(h_div_w: Any) -> float:
+    return _number(h_div_w, "aspect ratio (h/w)", 0.0, 100.0, lo_open=True)
+
+
+def check_share(share: Any, name: str = "bit-flip share") -> float:
+    return _number(0.0 if share is None else share, name, 0.0, 1.0)
+
+
+def check_scale(scale: Any, n: int, name: str = "scale") -> int:
+    """A 0-based scale index of a schedule with n scales."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not float(scale).is_integer() \
+            or not 0 <= scale < n:
+        raise InvalidInput(f"{name} {scale!r} does not exist: this schedule has scales 0 to {n - 1}")
+    return int(scale)
+
+
+def check_seeds(seed: Any, num_images: Any = 1) -> tuple[int, int]:
+    """(seed, count) for images seeded seed, seed + 1, …; all of them must be valid seeds."""
+    seed, n = check_seed(seed), check_whole(num_images, "number of images", 1, MAX_IMAGES)
+    if seed + n - 1 > MAX_SEED:
+        raise InvalidInput(f"seeds run from {seed} to {seed + n - 1}, past the largest seed {MAX_SEED}")
+    return seed, n
+
+
+def check_request(config, prompt, seed: Any = 0, *, negative_prompt: Any = None, guidance: Any = None,
+                  temperature: Any = None, top_p: Any = None, greedy: Any = False, h_div_w: Any = 1.0,
+                  budget: Optional[str] = None, flip_share: Any = 0.0, flip_scales: Sequence = (),
+                  flip_seed: Any = None, num_images: Any = 1) -> tuple[list[str], dict]:
+    """Validate one generation request against what the model (`config`, a ModelConfig) supports; returns (clean
+    prompts, resolved settings). `InfinityPipeline.check_inputs` is this on its own config; the CLI calls it before
+    loading a model so bad input fails at once."""
+    from .schedules import num_scales
+
     prompts = [prompt] if isinstance(prompt, str) or prompt is None else list(prompt)
     if not prompts:
         raise InvalidInput("no prompt given")
     prompts = [clean_prompt(p) for p in prompts]
-    check_seed(seed)
-    ratio = _number(h_div_w, "aspect ratio (h/w)", 0.0, 100.0, lo_open=True)
-    if budget is not None and budget not in pipe.config.budgets:
-        raise InvalidInput(f"unknown resolution {budget!r}; this model supports {list(pipe.config.budgets)}")
-    n = len(pipe.schedule(ratio, budget))
-    defaults = pipe.config.defaults
+    seed, n_images = check_seeds(seed, num_images)
+    budget = check_budget(config.default_budget if budget is None else budget, list(config.budgets))
+    n = num_scales(budget, config.budgets)
+    defaults = config.defaults
     out = {
+        "seed": seed, "num_images": n_images, "h_div_w": check_ratio(h_div_w), "budget": budget,
+        "negative_prompt": clean_prompt(negative_prompt, "negative prompt", allow_empty=True) or None,
+        "greedy": bool(greedy), "flip_seed": seed + 1 if flip_seed is None else check_seed(flip_seed),
         "guidance": _per_scale(defaults.get("guidance", 3.0) if guidance is None else guidance, "guidance", n, 0.0,
                                MAX_GUIDANCE),
         "temperature": _per_scale(defaults.get("temperature", 1.0) if temperature is None else temperature,
                                   "temperature", n, 0.0, MAX_TEMPERATURE, lo_open=True),
         "top_p": _number(defaults.get("top_p", 0.0) if top_p is None else top_p, "top-p", 0.0, 1.0),
-        "flip_share": _number(flip_share, "bit-flip share", 0.0, 1.0),
+        "flip_share": check_share(flip_share),
+        "flip_scales": sorted({check_scale(s, n, "flip scale") for s in (flip_scales or ())}),
     }
-    scales = list(flip_scales or ())
-    for s in scales:
-        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < n:
-            raise InvalidInput(f"flip scale {s!r} does not exist: this schedule has scales 0 to {n - 1}")
+    if out["flip_share"] > 0 and not out["flip_scales"]:
+        raise InvalidInput("choose at least one scale to flip bits at")
     return prompts, out
 
 

@@ -21,6 +21,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
+from .images import from_pil, to_pil  # noqa: F401  (re-exported: callers of viz.to_pil keep working)
+
 __all__ = [
     "to_pil",
     "scale_frames",
@@ -143,33 +145,6 @@ def _as_hwd(t: Any, name: str) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 # tensors -> images
 # ----------------------------------------------------------------------------------------------------------------
-def from_pil(images: Sequence[Image.Image]) -> torch.Tensor:
-    """RGB PIL images of one size → (B, 3, H, W) in [-1, 1] with the official arithmetic (u8/255, then x + x − 1,
-    bit for bit), the tokenizer's input."""
-    arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.uint8) for im in images])
-    t = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
-    return t + t - 1
-
-
-def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """Decoder output (B, 3, H, W) in [-1, 1] (or one (3, H, W) image) -> list of RGB PIL images.
-
-    Pixels are (x + 1) / 2 * 255 rounded to the nearest integer and clamped to [0, 255]. The official code truncates
-    instead (`.to(torch.uint8)` after scaling), which darkens every pixel by half a level on average; rounding is
-    the unbiased choice, and the two never differ by more than one level.
-    """
-    x = torch.as_tensor(images).detach().to("cpu", torch.float32)
-    if x.dim() == 3:
-        x = x[None]
-    if x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"expected (B, 3, H, W) images, got shape {tuple(x.shape)}")
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    x = ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    arr = x.permute(0, 2, 3, 1).contiguous().numpy()
-    return [Image.fromarray(a, "RGB") for a in arr]
-
-
 def scale_frames(
     previews: Sequence[Image.Image],
     size: Optional[tuple[int, int]] = None,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .. import schedules
 from ..config import TRANSFORMER_PRESETS, TextCondition, TransformerConfig, resolve_preset
-from ..io import CheckpointError, build_module, load_file, load_sharded, load_strict
+from ..io import CheckpointError, build_module, load_file, load_strict, load_strict_sharded
 from .layers import AttentivePool, Block, KVCache, RMSNorm
 from .rope import rope_cos_sin
 
@@ -168,30 +168,37 @@ class InfinityTransformer(nn.Module):
         return self.logits(x, ctx)
 
     # -- loading ----------------------------------------------------------------------------------------------
-    def load_official(self, source) -> "InfinityTransformer":
+    def load_official(self, source, place=None) -> "InfinityTransformer":
         """Strictly load an official checkpoint: a bare state dict (`infinity_2b_reg.pth`), a training checkpoint
-        (`['trainer']['gpt_fsdp']`), a sharded folder (8B) or a safetensors file. `cfg_uncond` is padded or cut
-        to text_maxlen as the official loader does."""
+        (`['trainer']['gpt_fsdp']`), a sharded folder (8B; read shard by shard) or a safetensors file.
+        `cfg_uncond` is padded or cut to text_maxlen as the official loader does. `place(key, tensor)` puts each
+        tensor on its device and dtype as it is loaded (see `io.load_strict`)."""
+        what = f"transformer {self.cfg}"
         if isinstance(source, dict):
             sd, name = source, "state dict"
         else:
             from pathlib import Path
 
             p = Path(source)
-            name = str(p)
-            sd = load_sharded(p) if p.is_dir() else load_file(p)
+            if p.is_dir():
+                load_strict_sharded(self, p, what, transform=self._fit_cfg_uncond, place=place)
+                return self
+            name, sd = str(p), load_file(p)
         if "trainer" in sd and isinstance(sd["trainer"], dict):
             sd = sd["trainer"].get("gpt_fsdp") or sd["trainer"].get("gpt_wo_ddp") or sd["trainer"]
         if not all(isinstance(v, torch.Tensor) for v in sd.values()):
             raise CheckpointError(f"{name}: expected a state dict of tensors")
-        sd = dict(sd)
+        load_strict(self, self._fit_cfg_uncond(dict(sd)), what, name, place=place)
+        return self
+
+    def _fit_cfg_uncond(self, sd: dict) -> dict:
+        """The official `load_state_dict` pads (with the fresh rows) or cuts the null text to text_maxlen rows."""
         u, n = sd.get("cfg_uncond"), self.cfg.text_maxlen
         if u is not None and u.ndim == 2 and u.shape[1] == self.cfg.text_channels and u.shape[0] != n:
             own = self.cfg_uncond.detach()
             extra = torch.zeros(n - u.shape[0], u.shape[1], dtype=u.dtype) if own.is_meta else own[u.shape[0]:].to(u)
             sd["cfg_uncond"] = u[:n] if u.shape[0] >= n else torch.cat([u, extra])
-        load_strict(self, sd, f"transformer {self.cfg}", name)
-        return self
+        return sd
 
 
 def build_transformer(name_or_config: Union[str, TransformerConfig], device=None, dtype: Optional[torch.dtype] = None,
