@@ -31,8 +31,7 @@ from .images import from_pil, resize_cover_crop, to_pil
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "infinity-small"
-OFFICIAL_REPO = "FoundationVision/Infinity"
-OFFICIAL_FILES = {"transformer": "infinity_2b_reg.pth", "tokenizer": "infinity_vae_d32reg.pth"}
+from .loading import OFFICIAL_FILES, OFFICIAL_REPO, OFFICIAL_VARIANTS  # noqa: E402,F401 (re-exported)
 
 
 @dataclass
@@ -82,43 +81,38 @@ class InfinityPipeline:
     # -- construction -------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, source: Union[str, Path, None] = None, device=None, dtype: Optional[torch.dtype] = None,
-                        text_encoder: Optional[str] = None, int8: bool = False) -> "InfinityPipeline":
-        """No source: the small model in assets/ (offline). A folder with `config.json` (our format, see
-        `save_pretrained`), a folder with the official files (`infinity_2b_reg.pth`, `infinity_vae_d32reg.pth`,
-        optionally `flan-t5-xl/`), or the hub id `FoundationVision/Infinity` (downloaded; clear error offline).
-        `int8`: CPU only, the blocks' linear layers in int8 (faster, close to but not equal to float32)."""
-        from .text import load_text_encoder
+                        text_encoder=None, int8: bool = False, *, variant: Optional[str] = None, config=None,
+                        text_encoder_device: Optional[str] = None, offload_text_encoder: bool = False,
+                        offload_blocks: bool = False) -> "InfinityPipeline":
+        """Load a whole model.
+
+        `source`: None → the small model in assets/ (offline); a folder with `config.json` (our format, see
+        `save_pretrained`); a folder with official files (`infinity_2b_reg.pth` + `infinity_vae_d32reg.pth`,
+        `infinity_8b_weights/` or `infinity_8b_512x512_weights/` + `infinity_vae_d56_f8_14_patchify.pth`,
+        optionally `flan-t5-xl/`); the hub id `FoundationVision/Infinity` (downloaded; clear error offline); or a
+        variant name (`infinity-2b`, `infinity-8b`, `infinity-8b-512`, short `2b`/`8b`/`8b-512`) for that variant
+        from the hub. `variant` picks among the official models explicitly; without it the hub id means 2B and a
+        folder means the variant whose files it holds (2B first when it holds several). Each variant comes with
+        its VAE, pixel budgets, sampling defaults and T5 (`infinity.loading`). `config` (a ModelConfig or preset
+        name) overrides the variant's.
+
+        `dtype` (e.g. torch.bfloat16 on a GPU): the blocks in that dtype under autocast, the rest float32, as the
+        official code. `int8`: CPU only, the blocks' linear layers in int8 (faster, close to float32).
+        Memory: `text_encoder_device="cpu"` runs T5 on the CPU; `offload_text_encoder` keeps T5 in host memory
+        and copies it to the device for each prompt; `offload_blocks` keeps the transformer blocks in host memory
+        and copies each to the device just before it runs. Outputs are identical in every memory mode."""
+        from .loading import MemoryPlan, load_parts, load_text, resolve
 
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        folder = Path(source) if source is not None else ASSETS
-        if source is None and not (folder / "config.json").is_file():
-            raise CheckpointError(f"the bundled model is missing from {folder}: train it with "
-                                  "`python -m infinity.train.transformer` (README) or pass a source")
-        if (folder / "config.json").is_file():
-            cfg = ModelConfig.from_dict(json.loads((folder / "config.json").read_text()))
-            tok = build_tokenizer(cfg.tokenizer, device="meta", weights=load_file(folder / "tokenizer.safetensors"))
-            tf = build_transformer(cfg.transformer, device="meta", weights=load_file(folder / "transformer.safetensors"))
-            te = load_text_encoder(text_encoder or cfg.text_encoder, device=device)
-        else:
-            cfg = MODEL_PRESETS["infinity-2b"]
-            files = {k: folder / f for k, f in OFFICIAL_FILES.items()}
-            if not folder.is_dir():
-                if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):
-                    raise CheckpointError(f"model folder not found: {source}")
-                files = {k: hub_download(str(source), f) for k, f in OFFICIAL_FILES.items()}
-            tok = build_tokenizer("vae-d32", device="meta", weights=files["tokenizer"])
-            tf = build_transformer("infinity-2b", device="meta", weights=files["transformer"])
-            t5 = folder / "flan-t5-xl"
-            te = load_text_encoder(text_encoder or (str(t5) if t5.is_dir() else "google/flan-t5-xl"), device=device)
-        # reduced precision as the official code: the blocks in `dtype` and autocast, everything else float32
-        tok, tf = tok.to(device), tf.to(device)
-        if dtype is not None and dtype != torch.float32:
-            tf.block_chunks.to(dtype)
-        if int8:
-            from .transformer.int8 import quantize_int8
+        memory = MemoryPlan(text_encoder_device, offload_text_encoder, offload_blocks)
+        if int8 and (offload_blocks or device.type != "cpu"):
+            from .validation import InvalidInput
 
-            quantize_int8(tf)
-        return cls(tok.eval(), tf.eval(), te, cfg, compute_dtype=dtype or torch.float32)
+            raise InvalidInput("int8 inference is for CPUs, without block offloading; on a GPU use bf16")
+        resolved = resolve(source, variant, bundled=ASSETS)
+        tok, tf, cfg = load_parts(resolved, device, dtype, memory, int8=int8, config=config)
+        te = load_text(resolved, cfg, device, text_encoder, memory)
+        return cls(tok, tf, te, cfg, compute_dtype=dtype or torch.float32)
 
     def save_pretrained(self, folder: Union[str, Path], half: bool = True) -> None:
         """Safetensors weights (fp16 by default) plus `config.json`."""
