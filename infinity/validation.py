@@ -136,9 +136,15 @@ def check_request(config, prompt, seed: Any = 0, *, negative_prompt: Any = None,
         "flip_share": check_share(flip_share),
         "flip_scales": sorted({check_scale(s, n, "flip scale") for s in (flip_scales or ())}),
     }
-    if out["flip_share"] > 0 and not out["flip_scales"]:
-        raise InvalidInput("choose at least one scale to flip bits at")
+    if out["flip_share"] > 0:
+        require_flip_scales(out["flip_scales"])
     return prompts, out
+
+
+def require_flip_scales(scales: Sequence) -> None:
+    """Flipping bits needs somewhere to flip them (the library with a share > 0, the app's Bit flips always)."""
+    if not scales:
+        raise InvalidInput("choose at least one scale to flip bits at")
 
 
 def check_choice(value: Any, allowed: Sequence, name: str):

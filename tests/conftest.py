@@ -45,6 +45,36 @@ def golden():
     return Golden()
 
 
+def _png_header(path, width: int, height: int) -> str:
+    """A tiny PNG file that claims width×height pixels (no image data): what a decompression bomb looks like to a
+    reader that trusts the header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return str(path)
+
+
+@pytest.fixture
+def png_header():
+    """`png_header(path, width, height)` writes a header-only PNG (test_validation, test_app)."""
+    return _png_header
+
+
+@pytest.fixture(scope="session")
+def bundled_pipe():
+    """The bundled model on CPU, loaded once for the whole run (app, browser, CLI and int8 tests share it)."""
+    from infinity.pipeline import ASSETS, InfinityPipeline
+
+    if not (ASSETS / "config.json").is_file():
+        pytest.skip("bundled model not in assets/")
+    return InfinityPipeline.from_pretrained(device="cpu")
+
+
 def read_tsv(name):
     rows = (FIXTURES / "state_dicts" / name).read_text().splitlines()[1:]
     return {k: tuple(int(x) for x in s.split(",")) for k, s in (r.split("\t") for r in rows)}

@@ -22,6 +22,9 @@ gradio_client = pytest.importorskip("gradio_client")
 
 import app  # noqa: E402
 from infinity import viz  # noqa: E402
+from infinity.validation import InvalidInput  # noqa: E402
+from webui import links, make_studio  # noqa: E402
+from webui.service import OutputStore  # noqa: E402
 
 PROMPT = "a red circle on a blue background"
 # gradio's queue uses pandas options that pandas 3 deprecates; nothing this project can act on
@@ -35,8 +38,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    return app.load_pipeline()
+def pipe(bundled_pipe):
+    return bundled_pipe
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +63,9 @@ def client(served):
 
 
 @pytest.fixture(scope="module")
-def studio(served):
-    return served[0].studio
+def studio(served, pipe):
+    """The service the page runs on, over the same pipeline and output folder (plain methods, no gradio)."""
+    return make_studio(pipe, served[2])
 
 
 def generate(client, seed, **kw):
@@ -89,13 +93,20 @@ def test_named_endpoints(client):
 
 
 def test_choices_in_real_pixels(studio, pipe):
-    assert studio.budget_choices(1.0)[0] == ("64×64 px (0.004M)", "0.004M")
-    assert [b for _, b in studio.budget_choices(1.0)] == pipe.budgets()
+    assert studio.budget_label(1.0, "0.004M") == "64×64 px (0.004M)"
     labels = dict(studio.ratio_choices())
     assert labels["1:1"] == 1.0 and labels["4:3"] == 0.75  # width:height
     H, W = pipe.pixel_size(0.75, "0.004M")  # (height, width)
-    assert studio.budget_choices(0.75)[0][0] == f"{W}×{H} px (0.004M)" and W > H
+    assert studio.budget_label(0.75, "0.004M") == f"{W}×{H} px (0.004M)" and W > H
     assert studio.scale_choices(1.0, "0.004M")[2] == ("3: 4×4", 2)
+
+
+def test_grids_are_written_width_by_height_like_resolutions(studio, pipe):
+    """Point 9: a 4:3 schedule's last grid reads w×h (wider than high), as the resolution label does."""
+    h, w = pipe.schedule(0.75, "0.016M")[-1]
+    assert w > h
+    assert studio.scale_choices(0.75, "0.016M")[-1][0].endswith(f"{w}×{h}")
+    assert studio.budget_label(0.75, "0.016M").startswith(f"{w * 8}×{h * 8} px")
 
 
 def test_generate_image_animation_and_metadata(client):
@@ -174,26 +185,26 @@ def test_share_link_restores_settings(studio):
     query = {"prompt": "red apple", "seed": "42", "ratio": "4:3", "resolution": "0.016M", "guidance": "2.5",
              "temperature": "0.6", "n": "2", "greedy": "1", "flip_share": "0.1", "flip_scales": "1,3",
              "inspect": "3", "flip_seed": "9", "unknown": "x"}
-    s = studio.settings_from_query(query)
-    assert (s["prompt"], s["seed"], s["h_div_w"], s["budget"], s["guidance"], s["temperature"]) == \
+    s = links.settings_from_query(studio, query)
+    assert (s["prompt"], s["seed"], s["aspect_ratio"], s["resolution"], s["guidance"], s["temperature"]) == \
         ("red apple", 42, 0.75, "0.016M", 2.5, 0.6)
     assert (s["num_images"], s["greedy"], s["flip_share"], s["flip_scales"], s["inspect_scale"], s["flip_seed"]) == \
         (2, True, 0.1, [1, 3], 3, 9)
-    assert s["autorun"] and not s["randomize"] and s["ignored"] == []
+    assert s["autorun"] and not s["randomize_seed"] and s["ignored"] == []
     # what the page writes into its URL reads back to the same settings
-    again = studio.settings_from_query(dict(parse_qsl(studio.query_from_settings(s))))
-    assert {k: again[k] for k in app.QUERY_KEYS.values()} == {k: s[k] for k in app.QUERY_KEYS.values()}
+    again = links.settings_from_query(studio, dict(parse_qsl(links.query_from_settings(studio, s))))
+    assert {k: again[k] for k in links.FIELDS} == {k: s[k] for k in links.FIELDS}
 
 
 def test_share_link_ignores_bad_values(studio):
     d = studio.defaults()
-    s = studio.settings_from_query({"seed": "-5", "temperature": "0", "n": "2.5", "ratio": "7:3",
-                                    "resolution": "../../etc", "flip_scales": "1,99"})
+    s = links.settings_from_query(studio, {"seed": "-5", "temperature": "0", "n": "2.5", "ratio": "7:3",
+                                           "resolution": "../../etc", "flip_scales": "1,99"})
     assert sorted(s["ignored"]) == ["flip_scales", "n", "ratio", "resolution", "seed", "temperature"]
-    assert (s["seed"], s["temperature"], s["num_images"], s["h_div_w"], s["budget"], s["flip_scales"]) == \
-        (d["seed"], d["temperature"], 1, d["h_div_w"], d["budget"], d["flip_scales"])
-    plain = studio.settings_from_query({})
-    assert not plain["autorun"] and plain["randomize"]
+    assert (s["seed"], s["temperature"], s["num_images"], s["aspect_ratio"], s["resolution"], s["flip_scales"]) == \
+        (d["seed"], d["temperature"], 1, d["aspect_ratio"], d["resolution"], d["flip_scales"])
+    plain = links.settings_from_query(studio, {})
+    assert not plain["autorun"] and plain["randomize_seed"]
 
 
 def test_invalid_input_is_reported_and_server_keeps_serving(client):
@@ -227,7 +238,7 @@ def test_outputs_stay_in_the_app_folder(served):
 
 
 def test_output_store_prunes_only_its_old_folders(tmp_path):
-    store = app.OutputStore(tmp_path, max_age_s=60)
+    store = OutputStore(tmp_path, max_age_s=60)
     old, fresh = store.new_dir("generate"), store.new_dir("generate")
     foreign = tmp_path / "keep-me"
     foreign.mkdir()
@@ -294,9 +305,7 @@ def test_out_of_memory_gives_a_message_and_the_next_request_works(client, pipe, 
     assert Path(pngs[0]).is_file()
 
 
-def test_hostile_uploads_get_clear_errors_and_server_keeps_serving(client, studio, tmp_path):
-    from test_validation import png_header
-
+def test_hostile_uploads_get_clear_errors_and_server_keeps_serving(client, studio, tmp_path, png_header):
     cases = {
         png_header(tmp_path / "bomb.png", 8000, 6000): "too large",      # our cap, read from the header
         png_header(tmp_path / "huge.png", 20000, 20000): "too large",    # past Pillow's own bomb limit
@@ -310,9 +319,33 @@ def test_hostile_uploads_get_clear_errors_and_server_keeps_serving(client, studi
         with pytest.raises(gradio_client.exceptions.AppError, match=msg):
             client.predict(image=gradio_client.handle_file(path), flip_share=0, api_name="/tokenize")
     # a path that did not come through the upload folder is never opened, however it reaches the code
-    with pytest.raises(app.InvalidInput, match="not an image"):
+    with pytest.raises(InvalidInput, match="not an image"):
         studio.check_image(upload(tmp_path))
-    with pytest.raises(app.InvalidInput, match="not an image"):
+    with pytest.raises(InvalidInput, match="not an image"):
         studio.check_image("/etc/passwd")
     out = client.predict(image=gradio_client.handle_file(upload(tmp_path)), flip_share=0, api_name="/tokenize")
     assert Path(out[0]).is_file()
+
+
+def test_out_of_range_values_get_the_pipelines_words(client, pipe):
+    """Point 4: the API hands values to the pipeline as given (no clamping by a slider) and the words are the
+    pipeline's own, the same the page shows."""
+    from infinity.validation import InvalidInput
+
+    for kw in (dict(guidance=1e6), dict(guidance=-5), dict(temperature=0), dict(num_images=10)):
+        with pytest.raises(InvalidInput) as direct:
+            pipe.check_inputs(PROMPT, 1, **{k: v for k, v in kw.items()})
+        with pytest.raises(gradio_client.exceptions.AppError) as served:
+            generate(client, 1, **kw)
+        assert str(direct.value) in str(served.value)
+
+
+def test_user_errors_log_one_line_not_a_traceback(client, capfd):
+    """Point 10: a refused request is a person's mistake, not a server fault: no traceback in the log."""
+    capfd.readouterr()
+    with pytest.raises(gradio_client.exceptions.AppError):
+        generate(client, 1, prompt="  ")
+    with pytest.raises(gradio_client.exceptions.AppError):
+        client.predict(prompt="red apple", seed=1, flip_scales=[], api_name="/flip")
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err

@@ -33,19 +33,22 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python
 pytest.importorskip("gradio")
 
 import app  # noqa: E402
+from webui import make_studio  # noqa: E402
+from webui.settings import GenerateSettings, make  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, bundled_pipe):
+    """(studio, url): the page launched on a free port, and the service it runs on for direct comparisons."""
     root = tmp_path_factory.mktemp("browser-outputs")
-    demo = app.build_demo(app.load_pipeline(), output_root=root)
+    demo = app.build_demo(bundled_pipe, output_root=root)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     demo.queue().launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True,
                         **app.launch_kwargs(root))
     try:
-        yield demo, f"http://127.0.0.1:{port}/"
+        yield make_studio(bundled_pipe, root), f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
 
@@ -111,14 +114,14 @@ def test_generate_plays_animation_and_screenshot(server, page, tmp_path):
 
 
 def test_share_link_regenerates_the_same_image(server, page):
-    demo, url = server
+    studio, url = server
     page.goto(url + "?prompt=sunflower&seed=7&ratio=1:1&resolution=0.004M&temperature=0.7")
     page.wait_for_function("() => { const t = document.querySelector('#gen-info')?.innerText || '';"
                            " return t.includes('Seed 7 ') && t.includes('px'); }")
     wait_for_video(page)
     assert page.locator("#seed input").input_value() == "7"
-    d = demo.studio.defaults()
-    expected = demo.studio.generate("sunflower", "", 7, False, d["guidance"], 0.7, d["top_p"], False, 1.0, "0.004M", 1)
+    expected = studio.generate(make(GenerateSettings, {**studio.defaults(), "prompt": "sunflower", "seed": 7,
+                                                       "randomize_seed": False, "temperature": 0.7}))
     assert np.array_equal(np.asarray(result_png(page)), np.asarray(Image.open(expected["pngs"][0]).convert("RGB")))
     page.get_by_role("button", name="Copy link to these settings").click()
     page.wait_for_function("() => document.querySelector('#share-link textarea, #share-link input')?.value"

@@ -9,17 +9,6 @@ from PIL import Image
 from infinity.validation import MAX_IMAGE_PIXELS, InvalidInput, clean_prompt, open_image
 
 
-def png_header(path, width: int, height: int) -> str:
-    """A tiny PNG file that claims width×height pixels (no image data): what a decompression bomb looks like to a
-    reader that trusts the header."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
-    return str(path)
-
-
 def test_good_upload_opens_as_rgb(tmp_path):
     Image.new("RGBA", (30, 20), (1, 2, 3, 4)).save(tmp_path / "a.png")
     im = open_image(str(tmp_path / "a.png"))
@@ -28,7 +17,7 @@ def test_good_upload_opens_as_rgb(tmp_path):
 
 
 @pytest.mark.parametrize("w,h", [(8000, 6000), (20000, 20000)])  # over our cap; over Pillow's own bomb limit
-def test_decompression_bombs_are_refused_from_the_header(tmp_path, w, h):
+def test_decompression_bombs_are_refused_from_the_header(tmp_path, w, h, png_header):
     path = png_header(tmp_path / "bomb.png", w, h)
     assert (tmp_path / "bomb.png").stat().st_size < 100
     with pytest.raises(InvalidInput, match="too large"):
