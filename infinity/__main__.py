@@ -37,7 +37,7 @@ def _scales(text: str) -> list[int]:
         raise InvalidInput(f"flip scales must be comma-separated scale indices, got {text!r}") from None
 
 
-def _model_config(source):
+def _model_config(source, variant=None):
     """The config of the model `--model` names, read without loading weights (None when only loading can tell),
     so bad input is refused before the minutes a large model takes to load."""
     import json
@@ -45,9 +45,13 @@ def _model_config(source):
     from .config import MODEL_PRESETS, ModelConfig
     from .pipeline import ASSETS, OFFICIAL_REPO
 
+    from .loading import is_variant_name, variant_name
+
     folder = Path(source) if source else ASSETS
     if (folder / "config.json").is_file():
         return ModelConfig.from_dict(json.loads((folder / "config.json").read_text()))
+    if variant or (source and not folder.exists() and is_variant_name(source)):
+        return MODEL_PRESETS[variant_name(variant or source)]
     if str(source).rstrip("/").lower() == OFFICIAL_REPO.lower():
         return MODEL_PRESETS["infinity-2b"]
     return None
@@ -58,6 +62,7 @@ def cmd_generate(a) -> None:
     from tqdm import tqdm
 
     from . import viz
+    from .loading import memory_kwargs
     from .pipeline import InfinityPipeline
     from .validation import check_request
 
@@ -71,10 +76,14 @@ def cmd_generate(a) -> None:
     kw = dict(negative_prompt=a.negative, guidance=a.guidance, temperature=a.temperature, top_p=a.top_p,
               greedy=a.greedy, h_div_w=parse_aspect(a.aspect), budget=a.budget, flip_share=a.flip_share,
               flip_scales=_scales(a.flip_scales))
-    cfg = _model_config(a.model)
+    cfg = _model_config(a.model, a.variant)
     if cfg is not None:
         check_request(cfg, a.prompt, a.seed, **kw)  # the pipeline's own check, before the model loads
-    pipe = InfinityPipeline.from_pretrained(a.model, device=a.device, int8=a.int8)
+    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        a.dtype or ("bfloat16" if device.type == "cuda" else "float32")]  # bf16 on a GPU, as the official code
+    pipe = InfinityPipeline.from_pretrained(a.model, device=device, dtype=dtype, int8=a.int8, variant=a.variant,
+                                            **memory_kwargs(a))
     prepared = pipe.prepare(a.prompt, a.seed, **kw)
     steps = list(tqdm(pipe.stream(prepared=prepared, previews=bool(a.animation)), total=len(prepared.schedule),
                       desc="scales", unit="scale", disable=a.quiet))
@@ -112,6 +121,8 @@ def cmd_convert(a) -> None:
 
 
 def main(argv=None) -> int:
+    from .loading import add_memory_args
+
     p = argparse.ArgumentParser(prog="python -m infinity", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -130,11 +141,17 @@ def main(argv=None) -> int:
     g.add_argument("--flip-share", type=float, default=0.0, help="share of bits to flip (self-correction demo)")
     g.add_argument("--flip-scales", default="", help="comma-separated scale indices to flip, e.g. 2,3")
     g.add_argument("--animation", default=None, help="write the scale animation to FILE.mp4 or FILE.gif")
-    g.add_argument("--model", default=None, help="folder or hub id (default: the bundled small model)")
+    g.add_argument("--model", default=None, help="folder, hub id or official variant (infinity-2b, infinity-8b, "
+                                                  "infinity-8b-512); default: the bundled small model")
+    g.add_argument("--variant", default=None, help="which official model a folder or the hub id means "
+                                                    "(default: the one whose files are there, 2B first)")
     g.add_argument("--device", default=None)
+    g.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                   help="the blocks' dtype (default: bfloat16 on a GPU, float32 on a CPU)")
     g.add_argument("--threads", type=int, default=None)
     g.add_argument("--int8", action="store_true", help="CPU: int8 linear layers (faster; close to, not equal to fp32)")
     g.add_argument("--quiet", action="store_true")
+    add_memory_args(g)
     g.set_defaults(fn=cmd_generate)
 
     c = sub.add_parser("convert", help="official checkpoints → safetensors + config")

@@ -241,3 +241,34 @@ def load_text(resolved: Resolved, cfg: ModelConfig, device: torch.device, text_e
     elif isinstance(text_encoder, T.TextEncoder) and memory.text_encoder_device is not None:
         te.to(run_on)
     return te
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the same memory options for the CLI and the app
+# ----------------------------------------------------------------------------------------------------------------
+MEMORY_ENV = {"text_encoder_device": "INFINITY_TEXT_ENCODER_DEVICE",
+              "offload_text_encoder": "INFINITY_OFFLOAD_TEXT_ENCODER", "offload_blocks": "INFINITY_OFFLOAD_BLOCKS"}
+
+
+def add_memory_args(parser, environ=None) -> None:
+    """`--text-encoder-device`, `--offload-text-encoder`, `--offload-blocks` on an argparse parser; with
+    `environ` (the app: a Space sets variables, not flags) their defaults come from MEMORY_ENV's variables."""
+    env = environ or {}
+
+    def flag(key):
+        return str(env.get(MEMORY_ENV[key], "")).strip().lower() not in ("", "0", "false", "no")
+
+    g = parser.add_argument_group("memory (GPU); outputs are identical in every mode")
+    g.add_argument("--text-encoder-device", choices=["cpu"], default=env.get(MEMORY_ENV["text_encoder_device"]) or None,
+                   help="run the text encoder (T5-XL: 4.9 GB) on the CPU instead of the GPU")
+    g.add_argument("--offload-text-encoder", action="store_true", default=flag("offload_text_encoder"),
+                   help="keep the text encoder in host memory; it visits the GPU only while a prompt is encoded")
+    g.add_argument("--offload-blocks", action="store_true", default=flag("offload_blocks"),
+                   help="keep the transformer blocks in host memory; each visits the GPU just before it runs "
+                        "(weights on the GPU: 8B 0.6 GB + one 0.4 GB block instead of 15.9 GB; slower, since every "
+                        "block crosses the bus at every scale)")
+
+
+def memory_kwargs(args) -> dict:
+    """The `from_pretrained` keywords of parsed `add_memory_args` options."""
+    return {k: getattr(args, k) for k in MEMORY_ENV}
