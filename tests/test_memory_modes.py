@@ -11,7 +11,7 @@ from infinity.pipeline import InfinityPipeline
 from infinity.validation import InvalidInput
 
 from conftest import tiny_t5_encoder
-from test_variants import official_folder, tiny_config, tiny_parts  # noqa: F401 (fixture)
+from official_layout import official_folder, tiny_config, tiny_parts  # noqa: F401 (fixture)
 
 PROMPT = "a red circle"
 
