@@ -18,6 +18,7 @@ its VAE and T5 are then looked for beside it.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,3 +273,41 @@ def add_memory_args(parser, environ=None) -> None:
 def memory_kwargs(args) -> dict:
     """The `from_pretrained` keywords of parsed `add_memory_args` options."""
     return {k: getattr(args, k) for k in MEMORY_ENV}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# how long a GPU is borrowed per request (ZeroGPU's `spaces.GPU(duration=…)`)
+# ----------------------------------------------------------------------------------------------------------------
+GPU_SECONDS_1M_2B = 20.0  # one 1024² image of the 2B model with previews and video, allowance (not measured)
+GPU_OVERHEAD_S = 15.0  # per call: moving the weights in, T5, writing files (allowance)
+
+
+def gpu_seconds(config: ModelConfig, budget: Optional[str] = None, images: int = 1, runs: int = 1) -> int:
+    """A `spaces.GPU` duration for `runs` generations of `images` images at `budget`: an allowance per call plus
+    one that grows with the tokens sampled (the budget's square schedule) and the model's block size (depth·C²,
+    relative to the 2B). ZeroGPU only uses it to schedule and to stop runaway calls (quota is charged for the
+    time used), and shorter requests queue first, so it follows the request instead of one worst case.
+    These are allowances, not measurements: docs/app.md gives the table."""
+    from . import schedules
+
+    budget = budget or config.default_budget
+    if budget not in config.budgets:
+        budget = config.default_budget  # the request is refused later, in its own words; borrow little for that
+    tokens = sum(h * w for h, w in schedules.scale_schedule(1.0, budget, config.budgets))
+    full = sum(h * w for h, w in schedules.scale_schedule(1.0, "1M"))
+    t = config.transformer
+    size = t.depth * t.embed_dim ** 2 / (32 * 2048 ** 2)
+    scale = 1.0 + 2.0 * max(0.0, size - 1.0) / 3.0  # the 8B (3.8× the blocks) is ~2.9× slower per token
+    per_image = GPU_SECONDS_1M_2B * scale * tokens / full
+    return int(math.ceil(GPU_OVERHEAD_S * (2.0 if size > 2 else 1.0) + max(0, runs) * max(1, images) * per_image))
+
+
+def is_official(source) -> bool:
+    """Whether `source` names an official model (hub id, variant name, or a folder of official files): those need
+    a GPU to be usable and run in bf16 there."""
+    if source is None:
+        return False
+    folder = Path(str(source)).expanduser()
+    if folder.is_dir():
+        return not (folder / "config.json").is_file()
+    return is_variant_name(source) or str(source).rstrip("/").lower() == OFFICIAL_REPO.lower()

@@ -85,5 +85,17 @@ def wrap_gpu(studio) -> None:
         return
     if studio.pipe.device.type == "cpu":
         return
-    for name, seconds in (("generate_iter", 120), ("flip", 90), ("tokenize", 30), ("variation", 60)):
+    for name, seconds in gpu_durations(studio.pipe).items():
         setattr(studio, name, spaces.GPU(duration=seconds)(getattr(studio, name)))
+
+
+def gpu_durations(pipe) -> dict:
+    """Durations that follow the request: ZeroGPU calls each with the wrapped method's arguments (its settings) and
+    borrows the GPU for that many seconds, so a small budget queues ahead of a 1024² one (`gpu_seconds`)."""
+    from infinity.loading import gpu_seconds
+
+    def per(runs):
+        return lambda s, *a, **k: gpu_seconds(pipe.config, getattr(s, "resolution", None),
+                                              getattr(s, "num_images", 1), runs)
+
+    return {"generate_iter": per(1), "flip": per(2), "tokenize": per(0), "variation": per(1)}
