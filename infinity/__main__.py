@@ -109,12 +109,16 @@ def cmd_convert(a) -> None:
     from .tokenizer import build_tokenizer
     from .transformer import build_transformer
 
-    tok = build_tokenizer(a.tokenizer_preset, device="meta", weights=a.tokenizer)
-    tf = build_transformer(a.transformer_preset, device="meta", weights=a.transformer)
-    # the official 2B's budgets and sampling defaults, with the parts named on the command line
-    cfg = dataclasses.replace(MODEL_PRESETS["infinity-2b"], name=a.name or a.transformer_preset,
-                              tokenizer=TOKENIZER_PRESETS[a.tokenizer_preset],
-                              transformer=TRANSFORMER_PRESETS[a.transformer_preset], text_encoder=a.text_encoder)
+    from .loading import variant_name
+
+    # the variant's budgets and sampling defaults (2B unless --variant), with any parts named on the command line
+    base = MODEL_PRESETS[variant_name(a.variant) if a.variant else "infinity-2b"]
+    tok_cfg = TOKENIZER_PRESETS[a.tokenizer_preset] if a.tokenizer_preset else base.tokenizer
+    tf_cfg = TRANSFORMER_PRESETS[a.transformer_preset] if a.transformer_preset else base.transformer
+    tok = build_tokenizer(tok_cfg, device="meta", weights=a.tokenizer)
+    tf = build_transformer(tf_cfg, device="meta", weights=a.transformer)
+    cfg = dataclasses.replace(base, name=a.name or a.transformer_preset or base.name, tokenizer=tok_cfg,
+                              transformer=tf_cfg, text_encoder=a.text_encoder)
     pipe = InfinityPipeline(tok, tf, None, cfg)
     pipe.save_pretrained(a.out, half=a.half)
     print(f"wrote {a.out}/tokenizer.safetensors, transformer.safetensors, config.json")
@@ -156,9 +160,11 @@ def main(argv=None) -> int:
 
     c = sub.add_parser("convert", help="official checkpoints → safetensors + config")
     c.add_argument("--transformer", required=True, help="infinity_2b_reg.pth, or a sharded 8B folder")
-    c.add_argument("--tokenizer", required=True, help="infinity_vae_d32reg.pth")
-    c.add_argument("--transformer-preset", default="infinity-2b")
-    c.add_argument("--tokenizer-preset", default="vae-d32")
+    c.add_argument("--tokenizer", required=True, help="infinity_vae_d32reg.pth (8B: infinity_vae_d56_f8_14_patchify.pth)")
+    c.add_argument("--variant", default=None, help="infinity-2b (default), infinity-8b or infinity-8b-512: the parts, "
+                                                    "budgets and sampling defaults of that model")
+    c.add_argument("--transformer-preset", default=None, help="override the variant's transformer preset")
+    c.add_argument("--tokenizer-preset", default=None, help="override the variant's tokenizer preset")
     c.add_argument("--text-encoder", default="google/flan-t5-xl")
     c.add_argument("--name", default=None)
     c.add_argument("--half", action="store_true", help="store fp16 weights")

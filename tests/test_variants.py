@@ -1,6 +1,7 @@
 """The official variants (2B, 8B, 8B-512): presets checked against the official key lists on the meta device, and
 tiny checkpoints written in the official layouts (same key names, tiny widths) loaded through `from_pretrained`."""
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -149,3 +150,19 @@ def test_converted_variant_round_trips(tmp_path, tiny_parts, golden):
     b = InfinityPipeline.from_pretrained(tmp_path / "ours", device="cpu", text_encoder=te)
     assert b.config == dataclasses.replace(tiny_config(), h_div_w=())
     assert all(torch.equal(v, b.transformer.state_dict()[k]) for k, v in a.transformer.state_dict().items())
+
+
+def test_cli_convert_official_files(tmp_path, golden):
+    """`python -m infinity convert`: official .pth files → our folder; the variant's budgets and defaults go along."""
+    from infinity import __main__ as cli
+
+    from conftest import FIXTURES
+
+    rc = cli.main(["convert", "--variant", "8b-512", "--transformer", str(FIXTURES / "golden_tiny_transformer.pth"),
+                   "--tokenizer", str(FIXTURES / "golden_tiny_vae.pth"), "--transformer-preset", "infinity-golden-tiny",
+                   "--tokenizer-preset", "vae-golden-tiny", "--out", str(tmp_path / "m")])
+    assert rc == 0
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["budgets"] == {"0.06M": 7, "0.25M": 10} and cfg["defaults"]["temperature"] == 1.0
+    pipe = InfinityPipeline.from_pretrained(tmp_path / "m", device="cpu", text_encoder=tiny_t5_encoder(golden))
+    assert torch.equal(pipe.transformer.head.weight, golden.weights("gpt")["head.weight"])
