@@ -1,7 +1,7 @@
 """Weights that live in host memory and visit the compute device only while they are used.
 
-Why: a 12 GB card cannot hold T5-XL (4.9 GB in float32) beside Infinity-2B (4.4 GB of bf16 blocks), nor the 8B
-model's 16.8 GB of blocks at all. Inference never writes to the weights, so the host copy is the master: moving a
+Why: a 12 GB card cannot hold T5-XL (4.9 GB in float32) beside Infinity-2B (4.3 GB of bf16 blocks) and their
+activations, nor the 8B model's 16.4 GB of bf16 blocks at all. Inference never writes to the weights, so the host copy is the master: moving a
 unit "on" copies its tensors to the device, moving it "off" only points the parameters back at the host copy and
 lets the device copy be freed — nothing is copied back.
 
@@ -118,7 +118,7 @@ def _tensors(module: nn.Module) -> list[torch.Tensor]:
 def offload_blocks(transformer: nn.Module, device: Device, storage: Device = "cpu") -> Offloader:
     """Offload an `InfinityTransformer`'s blocks: each block is copied to `device` just before it runs and
     released after, so at most one block's weights occupy the device (the rest of the model — text projections,
-    embeddings, head, about 3 % of the weights — stays resident). The blocks' cross-attention key/value
+    embeddings, head, about 2 % of the weights — stays resident). The blocks' cross-attention key/value
     projection of the text runs once per prompt in `encode_text`, outside the block's forward, so that method is
     wrapped too, with the cross-attention as its own unit."""
     blocks = list(transformer.blocks)
