@@ -27,6 +27,8 @@ class CheckpointError(RuntimeError):
 def load_file(path: str | os.PathLike) -> dict:
     """Load a .safetensors or torch file (weights_only) into a dict. Errors name the file."""
     path = Path(path)
+    if not path.is_file() and path.with_name(path.name + ".index.json").is_file():  # sharded by save_component
+        return load_component(path.parent, path.name.removesuffix(".safetensors"))
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
@@ -102,6 +104,48 @@ def save_safetensors(sd: Mapping[str, torch.Tensor], path: str | os.PathLike, me
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in sd.items()}, str(path), metadata=metadata)
+
+
+MAX_SHARD_BYTES = 9 * 1024 * 1024  # bundled files stay under 10 MB each (repository and Space file limits)
+
+
+def save_component(sd: Mapping[str, torch.Tensor], folder: str | os.PathLike, stem: str,
+                   max_bytes: Optional[int] = None) -> list[Path]:
+    """`stem.safetensors`, or, when larger than `max_bytes`, shards `stem-00001-of-0000N.safetensors` plus
+    `stem.safetensors.index.json` (the hub's index layout: {"metadata": {"total_size"}, "weight_map"}).
+    Keys are kept in order and never split across shards. Stale files of the other layout are removed."""
+    folder, max_bytes = Path(folder), max_bytes or MAX_SHARD_BYTES
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in [folder / f"{stem}.safetensors", folder / f"{stem}.safetensors.index.json",
+                *folder.glob(f"{stem}-*-of-*.safetensors")]:
+        old.unlink(missing_ok=True)
+    size = lambda t: t.numel() * t.element_size()  # noqa: E731
+    groups: list[dict] = [{}]
+    for k, v in sd.items():
+        if groups[-1] and sum(map(size, groups[-1].values())) + size(v) > max_bytes:
+            groups.append({})
+        groups[-1][k] = v
+    if len(groups) == 1:
+        save_safetensors(groups[0], folder / f"{stem}.safetensors")
+        return [folder / f"{stem}.safetensors"]
+    names = [f"{stem}-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
+    for name, part in zip(names, groups):
+        save_safetensors(part, folder / name)
+    index = {"metadata": {"total_size": sum(size(v) for v in sd.values())},
+             "weight_map": {k: name for name, part in zip(names, groups) for k in part}}
+    (folder / f"{stem}.safetensors.index.json").write_text(json.dumps(index, indent=1))
+    return [folder / n for n in names]
+
+
+def load_component(folder: str | os.PathLike, stem: str) -> StateDict:
+    """What `save_component` wrote: the single file or every shard listed by the index (checked key by key)."""
+    folder = Path(folder)
+    if (folder / f"{stem}.safetensors").is_file() or not (folder / f"{stem}.safetensors.index.json").is_file():
+        return load_file(folder / f"{stem}.safetensors")
+    sd: StateDict = {}
+    for _, part in iter_shards(folder, (f"{stem}.safetensors.index.json",)):
+        sd.update(part)
+    return sd
 
 
 def key_report(model_sd: Mapping[str, torch.Tensor], ckpt_sd: Mapping[str, torch.Tensor]) -> tuple[list, list, list]:

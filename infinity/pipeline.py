@@ -115,12 +115,15 @@ class InfinityPipeline:
         return cls(tok, tf, te, cfg, compute_dtype=dtype or torch.float32)
 
     def save_pretrained(self, folder: Union[str, Path], half: bool = True) -> None:
-        """Safetensors weights (fp16 by default) plus `config.json`."""
+        """Safetensors weights (fp16 by default; files over 9 MB sharded with an index, `io.save_component`) plus
+        `config.json`."""
+        from .io import save_component
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         cast = (lambda t: t.half() if half and t.is_floating_point() else t)
         for name, m in (("tokenizer", self.tokenizer), ("transformer", self.transformer)):
-            save_safetensors({k: cast(v.detach().cpu()) for k, v in m.state_dict().items()}, folder / f"{name}.safetensors")
+            save_component({k: cast(v.detach().cpu()) for k, v in m.state_dict().items()}, folder, name)
         (folder / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
 
     # -- what the model supports ----------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from ..config import ModelConfig
 from ..io import save_safetensors
 from ..tokenizer import BitwiseTokenizer
 from ..tokenizer import quantizer as Q
-from .common import (Mixture, Timer, add_preset_argument, cosine_lr, default_sources, flip_fn, is_small, resume, save_checkpoint,
+from .common import (Mixture, Timer, add_preset_argument, parse_budget_weights, cosine_lr, default_sources, flip_fn, is_small, resume, save_checkpoint,
                      setup_logging, small_model_config, warm_start)
 
 log = logging.getLogger("infinity.train")
@@ -59,7 +59,7 @@ def psnr(y: torch.Tensor, x: torch.Tensor) -> float:
 
 def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch: int, lr: float, seed: int,
           emoji: bool, folder: str | None, device: str, use_scenes: bool = True, init: Path | None = None,
-          decoder_only: bool = False, code_flips: float = 0.0) -> Path:
+          decoder_only: bool = False, code_flips: float = 0.0, budget_weights: dict | None = None) -> Path:
     setup_logging(out)
     torch.manual_seed(seed)
     tok = BitwiseTokenizer(cfg.tokenizer).to(device).train()
@@ -71,7 +71,7 @@ def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch:
                             weight_decay=0.0)
     start, state = resume(out, tok, opt)
     mix = Mixture(cfg, default_sources(emoji, folder, use_scenes), {"scenes": 0.6, "emoji": 0.3 if emoji else 0, "folder": 0.3},
-                  {b: (0.7 if is_small(cfg, b) else 0.3) for b in cfg.budgets}, seed)
+                  budget_weights or {b: (0.7 if is_small(cfg, b) else 0.3) for b in cfg.budgets}, seed)
     timer, bar = Timer(minutes), tqdm(total=steps, initial=start, desc="tokenizer", mininterval=5)
     gen = torch.Generator().manual_seed(seed + start)
     step = start
@@ -119,6 +119,8 @@ def main(argv=None):
     p.add_argument("--code-flips", type=float, default=0.0,
                    help="with --decoder-only: flip up to this share of bits per scale in half the batches")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--budget-weights", default=None, metavar="B=W,...",
+                   help="how often each budget is drawn, e.g. 0.016M=0.9,0.004M=0.1 (default 0.7 smallest / 0.3 larger)")
     add_preset_argument(p)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
@@ -128,8 +130,13 @@ def main(argv=None):
         p.error("--code-flips must be in [0, 0.5]")
     if a.threads:
         torch.set_num_threads(a.threads)
-    train(small_model_config(a.preset), a.out, a.steps, a.minutes, a.batch, a.lr, a.seed, not a.no_emoji, a.folder, a.device,
-          not a.no_scenes, a.init, a.decoder_only, a.code_flips)
+    cfg = small_model_config(a.preset)
+    try:
+        weights = parse_budget_weights(a.budget_weights, cfg) if a.budget_weights else None
+    except ValueError as e:
+        p.error(str(e))
+    train(cfg, a.out, a.steps, a.minutes, a.batch, a.lr, a.seed, not a.no_emoji, a.folder, a.device,
+          not a.no_scenes, a.init, a.decoder_only, a.code_flips, weights)
 
 
 if __name__ == "__main__":
