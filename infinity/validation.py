@@ -73,7 +73,8 @@ def check_whole(value: Any, name: str, lo: int, hi: int) -> int:
     except (TypeError, ValueError):
         x = float("nan")
     if isinstance(value, bool) or not x.is_integer() or not lo <= x <= hi:
-        raise InvalidInput(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
+        shown = f"{x:g}" if x == x and not isinstance(value, bool) else repr(value)  # 10.0 from a page reads 10
+        raise InvalidInput(f"{name} must be a whole number from {lo} to {hi}, got {shown}")
     return int(x)
 
 
