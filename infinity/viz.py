@@ -185,8 +185,8 @@ def scale_frames(
         frame = Image.new("RGB", (W, H + band), _BAND)
         frame.paste(picture, (0, 0))
         h, w = hws[k] if hws is not None else (preview.height, preview.width)
-        # a plain "x": Pillow's bundled font has no glyph for the multiplication sign
-        _draw_centered(ImageDraw.Draw(frame), (0, H, W, H + band), f"scale {k + 1}/{K} · {h}x{w}", font, _TEXT)
+        # width x height, as resolutions are written; a plain "x": Pillow's bundled font has no glyph for "×"
+        _draw_centered(ImageDraw.Draw(frame), (0, H, W, H + band), f"scale {k + 1}/{K} · {w}x{h}", font, _TEXT)
         frames.append(frame)
     return frames
 

@@ -148,6 +148,11 @@ def test_upload_tokenize_and_a_damaged_file(server, page, tmp_path):
     page.click("#tokenize-btn")
     page.wait_for_function("() => (document.querySelector('#tok-info')?.innerText || '').includes('PSNR')")
     assert "scales" in page.locator("#tok-info").inner_text()
+    # point 7: the variation of a small upload is shown large, not at its few dozen pixels
+    page.click("#variation-btn")
+    page.wait_for_function("() => (document.querySelector('#var-info')?.innerText || '').includes('kept')")
+    page.locator("#var-image img").wait_for()
+    assert page.locator("#var-image img").bounding_box()["width"] >= 250
     # a damaged file: a readable message in the page, and the page keeps working
     page.locator("#upload button[aria-label='Remove Image']").first.click()
     page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "broken.png"))

@@ -32,7 +32,7 @@ def build(studio, D) -> SimpleNamespace:
         with gr.Column(scale=6, min_width=320):
             gr.Markdown("**Clean vs flipped, scale by scale**")
             c.video = gr.Video(show_label=False, autoplay=True, loop=True, elem_classes="pixelated", height=320)
-            c.pairs = gr.Gallery(label="Scale by scale (clean | flipped)", columns=3, height="auto", format="png",
+            c.pairs = gr.Gallery(label="Scale by scale (clean | flipped)", columns=2, height="auto", format="png",
                                  elem_classes="pixelated", object_fit="contain")
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=300):
