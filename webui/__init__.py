@@ -8,6 +8,13 @@
     service.py       tokens.py   what the page does, as plain methods (no gradio)
     widgets.py       texts.py    shared gradio pieces; the page's words and CSS
 """
-from .page import build_demo, default_output_root, launch_kwargs, make_studio
-
 __all__ = ["build_demo", "default_output_root", "launch_kwargs", "make_studio"]
+
+
+def __getattr__(name):
+    # gradio is imported only by what needs it: `webui.service`, `.settings` and `.links` stay importable without it
+    if name in __all__:
+        from . import page
+
+        return getattr(page, name)
+    raise AttributeError(name)
