@@ -6,14 +6,27 @@ import sys
 import pytest
 
 from infinity.__main__ import main, parse_aspect
-from infinity.pipeline import ASSETS
+from infinity.pipeline import ASSETS, InfinityPipeline
 from infinity.validation import InvalidInput
 from infinity.viz import read_png_metadata
 
 pytestmark = pytest.mark.skipif(not (ASSETS / "config.json").is_file(), reason="bundled model not in assets/")
 
 
-def test_generate_writes_png_with_metadata_and_animation(tmp_path, capsys):
+@pytest.fixture
+def loads(monkeypatch, bundled_pipe):
+    """The CLI's model loading, answered with the session's bundled pipeline; counts the loads."""
+    calls = []
+
+    def load(*args, **kwargs):
+        calls.append(args)
+        return bundled_pipe
+
+    monkeypatch.setattr(InfinityPipeline, "from_pretrained", load)
+    return calls
+
+
+def test_generate_writes_png_with_metadata_and_animation(tmp_path, capsys, loads):
     out, anim = tmp_path / "x.png", tmp_path / "x.gif"
     rc = main(["generate", "--prompt", "a red circle on a blue background", "--seed", "0", "--out", str(out),
                "--animation", str(anim), "--quiet"])
@@ -28,13 +41,19 @@ def test_generate_writes_png_with_metadata_and_animation(tmp_path, capsys):
     (["--prompt", "x", "--guidance", "nan"], "guidance"),
     (["--prompt", "x", "--budget", "9M"], "resolution"),
     (["--prompt", "x", "--flip-share", "0.5", "--flip-scales", "42"], "flip scale"),
-    (["--prompt", "x", "--model", "/no/such/folder"], "not found"),
 ])
-def test_bad_input_exits_with_one_line(tmp_path, capsys, args, msg):
+def test_bad_input_exits_with_one_line_before_the_model_loads(tmp_path, capsys, loads, args, msg):
     rc = main(["generate", "--out", str(tmp_path / "y.png"), "--quiet", *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and msg in err[-1] and err[-1].startswith("error:")
     assert not (tmp_path / "y.png").exists()
+    assert loads == []  # judged from the model's config.json alone: a large model would not load for nothing
+
+
+def test_missing_model_folder_exits_with_one_line(tmp_path, capsys):
+    rc = main(["generate", "--out", str(tmp_path / "y.png"), "--quiet", "--prompt", "x", "--model", "/no/such"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "not found" in err[-1] and err[-1].startswith("error:")
 
 
 def test_aspect_parsing():
@@ -51,15 +70,16 @@ def test_module_entry_point_runs_in_a_fresh_process(tmp_path):
     assert out.is_file()
 
 
-def test_eval_scores_ground_truth_and_generation():
+def test_eval_scores_ground_truth_and_generation(bundled_pipe):
     from infinity.eval.__main__ import evaluate, table
-    from infinity.pipeline import InfinityPipeline
 
-    res = evaluate(InfinityPipeline.from_pretrained(device="cpu"), n=4, n_emoji=3)
+    res = evaluate(bundled_pipe, n=4, n_emoji=3)
     assert res["checker_on_ground_truth"]["overall"] == 1.0
-    assert 0.0 <= res["generated"]["overall"] <= 1.0 and res["tokenizer_psnr_scenes"] > 5
+    # generated and seen-pair images are scored on the same questions as the ground truth
+    assert set(res["checker_on_ground_truth"]) <= set(res["generated"]) and "overall" in res["seen_pairs"]
+    assert res["tokenizer_psnr_scenes"] > 5 and res["seconds_per_image"] > 0
     assert res["tokenizer_ceiling"]["background"] == 1.0  # the tokenizer keeps flat backgrounds exactly enough
-    assert 0.0 <= res["seen_pairs"]["overall"] <= 1.0 and "seen colour–shape pairs" in table({"bundled": res})
+    assert "seen colour–shape pairs" in table({"bundled": res})
     assert "| background |" in table({"bundled": res})
     json.dumps(res)
 
