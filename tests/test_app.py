@@ -89,7 +89,7 @@ def mp4_props(path) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 def test_named_endpoints(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert names == {"/generate", "/flip", "/tokenize", "/variation"}
+    assert names == {"/generate", "/flip", "/compare", "/tokenize", "/variation"}
 
 
 def test_choices_in_real_pixels(studio, pipe):

@@ -1,18 +1,21 @@
-"""The named API endpoints (/generate, /flip, /tokenize, /variation): plain values in (the settings dataclasses'
-fields, so names and defaults follow them), files and one JSON dict out. Their inputs are hidden components of
-their own, so the page's controls (sliders over positions, number boxes) can change without changing the API."""
+"""The named API endpoints (/generate, /flip, /compare, /tokenize, /variation): plain values in (the settings
+dataclasses' fields, so names and defaults follow them), files and one JSON dict out. Their inputs are hidden
+components of their own, so the page's controls (sliders over positions, number boxes) can change without changing
+the API."""
 from __future__ import annotations
 
 from dataclasses import fields
 
 import gradio as gr
 
-from .settings import FlipSettings, GenerateSettings, TokenizeSettings, VariationSettings, as_function, defaults
+from .compare import PRESETS
+from .settings import (CompareSettings, FlipSettings, GenerateSettings, TokenizeSettings, VariationSettings,
+                       as_function, defaults)
 from .widgets import MODEL_EVENTS, api_errors, upload_image
 
 FILE_OUTPUTS = ("image_pngs", "animation_mp4", "animation_gif", "clean_png", "flipped_png", "side_by_side_mp4",
                 "bit_planes_png", "reconstruction_png", "scale_pngs", "flipped_kept_png", "flipped_requantized_png",
-                "variation_png")
+                "variation_png", "row_png", "grid_png", "compare_mp4", "compare_gif")
 
 
 def _input(name: str, kind: str, default):
@@ -36,7 +39,7 @@ def inputs_for(cls, values: dict) -> list:
 
 
 def register(studio) -> None:
-    """Adds the four endpoints to the Blocks being built (call inside it)."""
+    """Adds the five endpoints to the Blocks being built (call inside it)."""
     D = studio.defaults()
     out = {n: gr.File(label=n, file_count="multiple" if n.endswith("pngs") else "single") for n in FILE_OUTPUTS}
     info = gr.JSON(label="info")
@@ -47,6 +50,8 @@ def register(studio) -> None:
     endpoints = (
         ("generate", GenerateSettings, _generate(studio), files("image_pngs", "animation_mp4", "animation_gif")),
         ("flip", FlipSettings, _flip(studio), files("clean_png", "flipped_png", "side_by_side_mp4", "bit_planes_png")),
+        ("compare", CompareSettings, _compare(studio),
+         files("image_pngs", "row_png", "grid_png", "compare_mp4", "compare_gif")),
         ("tokenize", TokenizeSettings, _tokenize(studio),
          files("reconstruction_png", "scale_pngs", "flipped_kept_png", "flipped_requantized_png")),
         ("variation", VariationSettings, _variation(studio), files("variation_png", "side_by_side_mp4")),
@@ -55,6 +60,8 @@ def register(studio) -> None:
         values = {**defaults(cls), **{k: v for k, v in D.items() if k in defaults(cls)}}
         if cls in (TokenizeSettings, VariationSettings):
             values["resolution"] = D["resolution"]
+        if cls is CompareSettings:  # a plain call compares something
+            values["preset"] = next(iter(PRESETS))
         fn = as_function(cls, run, doc, f"api_{name}", overrides=values)
         gr.on([], fn, inputs_for(cls, values), outputs, api_name=name, **MODEL_EVENTS)
 
@@ -79,6 +86,20 @@ def _flip(studio):
     return run, ("Clean and bit-flipped run from one seed (flip_scales: 0-based scale indices). Returns the clean "
                  "PNG, the flipped PNG, the side-by-side MP4, the bit planes of inspect_scale (flipped bits in red) "
                  "and a JSON dict with, per scale, the flipped bit count and the mean absolute difference.")
+
+
+def _compare(studio):
+    def run(s):
+        with api_errors():
+            r = studio.compare(s)
+        return r["pngs"], r["row_png"], r["grid_png"], r["mp4"], r["gif"], r["info"]
+
+    return run, ("The base settings run under 2–4 variants, one after another (variants: list of dicts changing "
+                 "seed, guidance, temperature, top_p, greedy, flip_share, flip_scales (0-based), flip_seed; label "
+                 "optional; or a preset when variants is empty). Each variant's PNG equals /generate (or /flip's "
+                 "flipped PNG) with its settings. Returns the PNGs, the final images in a labelled row, the grid of "
+                 "every scale (rows) of every variant (columns), the side-by-side MP4 and GIF, and a JSON dict with "
+                 "labels, each variant's settings, and per scale the mean absolute difference from the first.")
 
 
 def _tokenize(studio):

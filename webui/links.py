@@ -1,5 +1,6 @@
-"""Share links: every linked setting (fields of `GenerateSettings` and `FlipSettings` with a `link` key) in the
-page's URL. Parsing, formatting and the page's JavaScript live together here so the three cannot drift apart.
+"""Share links: every linked setting (fields of `GenerateSettings`, `FlipSettings` and `CompareSettings` with a
+`link` key) in the page's URL. Parsing, formatting and the page's JavaScript live together here so the three
+cannot drift apart.
 
 A value is accepted only if the pipeline accepts it (`check_inputs`, the one validation path); anything else
 falls back to its default and is listed under `ignored`.
@@ -12,16 +13,19 @@ from urllib.parse import urlencode
 
 from infinity.validation import InvalidInput, check_scale, clean_prompt
 
-from .settings import FlipSettings, GenerateSettings, field_types, link_keys
+from .compare import format_variants, parse_variants
+from .settings import CompareSettings, FlipSettings, GenerateSettings, field_types, link_keys, make
 
 KEYS = link_keys()  # link key -> field name, in the order the page lists them
 FIELDS = list(KEYS.values())
-_TYPES = {**field_types(GenerateSettings), **field_types(FlipSettings)}
+_TYPES = {**field_types(GenerateSettings), **field_types(FlipSettings), **field_types(CompareSettings)}
 
 
 def _convert(studio, name: str, text: str) -> Any:
     """A link's text → the field's type (ValueError when it does not parse)."""
     kind = str(_TYPES[name])
+    if name == "variants":  # a comparison's variants: 'guidance:1;guidance:3' (webui.compare)
+        return parse_variants(text)
     if name == "aspect_ratio":  # a label as the page writes it ('4:3') or a template's h/w ('0.75')
         for label, r in studio.ratio_choices():
             if text == label or (text.replace(".", "", 1).isdigit() and abs(float(text) - r) < 1e-6):
@@ -48,6 +52,8 @@ def _check(studio, s: dict) -> None:
         budget=s["resolution"], flip_share=s["flip_share"], flip_scales=s["flip_scales"], flip_seed=s["flip_seed"],
         num_images=s["num_images"])
     check_scale(s["inspect_scale"], len(studio.pipe.schedule(d["h_div_w"], d["budget"])))
+    if s["variants"]:
+        studio.compare_variants(make(CompareSettings, {**s, "prompt": s["prompt"] or "x"}))
 
 
 def _whole(value):
@@ -57,15 +63,16 @@ def _whole(value):
 def settings_from_query(studio, query: Mapping[str, str]) -> dict:
     """Page settings (by field name) from a link's query. Keys are taken in page order, each judged together
     with those before it (scale indices depend on the ratio and resolution). Extra entries: `given` (fields the
-    link set), `ignored` (its keys that were refused), `autorun` (it names a prompt), and `randomize_seed`
-    (off when the link names a valid seed, so that seed is used)."""
+    link set), `ignored` (its keys that were refused), `autorun` (it names a prompt), `compare` (it names a prompt
+    and a comparison's variants: the Compare tab regenerates instead) and `randomize_seed` (off when the link
+    names a valid seed, so that seed is used)."""
     s, given, ignored = studio.defaults(), [], []
     for key, name in KEYS.items():
         if key not in query:
             continue
         try:
             value = _convert(studio, name, str(query[key]).strip())
-            value = [_whole(v) for v in value] if isinstance(value, list) else _whole(value)
+            value = [_whole(v) for v in value] if isinstance(value, list) and name != "variants" else _whole(value)
             _check(studio, {**s, name: value})
         except (ValueError, TypeError, InvalidInput):
             ignored.append(key)
@@ -74,7 +81,8 @@ def settings_from_query(studio, query: Mapping[str, str]) -> dict:
         given.append(name)
     s["prompt"] = clean_prompt(s["prompt"], allow_empty=True)
     s["negative_prompt"] = clean_prompt(s["negative_prompt"], "negative prompt", allow_empty=True)
-    s.update(given=given, ignored=ignored, autorun=bool(s["prompt"]), randomize_seed="seed" not in given)
+    s.update(given=given, ignored=ignored, autorun=bool(s["prompt"]), randomize_seed="seed" not in given,
+             compare=bool(s["prompt"]) and "variants" in given)
     return s
 
 
@@ -86,9 +94,11 @@ def query_from_settings(studio, settings: Mapping[str, Any]) -> str:
     out = {}
     for key, name in KEYS.items():
         v = settings.get(name)
-        if v is None or v == "" or (name in ("flip_share", "flip_scales") and not v):
+        if v is None or v == "" or (name in ("flip_share", "flip_scales", "variants") and not v):
             continue
-        if name == "aspect_ratio":
+        if name == "variants":
+            v = format_variants(v)
+        elif name == "aspect_ratio":
             v = labels.get(v, v)
         elif isinstance(v, bool):
             v = int(v)

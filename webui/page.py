@@ -8,8 +8,9 @@ from typing import Optional
 import gradio as gr
 from gradio import utils as gr_utils
 
-from . import api, links, tab_flip, tab_generate, tab_tokenizer, texts
+from . import api, links, tab_compare, tab_flip, tab_generate, tab_tokenizer, texts
 from .service import OUTPUT_MAX_AGE_S, OutputStore, Studio
+from .compare import format_variants
 from .settings import GenerateSettings, names
 from .widgets import MODEL_EVENTS, QUIET, wrap_gpu
 
@@ -47,19 +48,23 @@ def build_demo(pipe, output_root: Optional[os.PathLike] = None) -> gr.Blocks:
         gr.Markdown(f"# {texts.TITLE}")
         gr.Markdown(texts.INTRO, elem_id="intro")
         gr.Markdown(model_line, elem_id="model-line")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
                 gen = tab_generate.build(studio, D)
             with gr.Tab("Bit flips", id="flips"):
                 flip = tab_flip.build(studio, D)
+            with gr.Tab("Compare", id="compare"):
+                cmp = tab_compare.build(studio, D)
             with gr.Tab("Tokenizer", id="tokenizer"):
                 tok = tab_tokenizer.build(studio, D)
         gr.Markdown(texts.RESPONSIBLE_USE + "  \nProgrammatic use: see *Use via API* below (endpoints /generate, "
-                    "/flip, /tokenize, /variation).", elem_id="footer")
+                    "/flip, /compare, /tokenize, /variation).", elem_id="footer")
         events = tab_generate.wire(studio, gen)
         tab_flip.wire(studio, flip, gen)
         tab_tokenizer.wire(studio, tok)
-        _wire_links(studio, gen, flip, events)
+        cmp_events = tab_compare.wire(studio, cmp, gen)
+        auto = _wire_links(studio, gen, flip, events, cmp)
+        _wire_compare_links(studio, gen, cmp, cmp_events, tabs, auto)
         with gr.Column(visible=False):
             api.register(studio)
     demo.queue(default_concurrency_limit=1, max_size=20)
@@ -70,7 +75,8 @@ def _restore_updates(studio, s: dict, controls: dict) -> list:
     """Updates for the linked controls (in link order) and the random-seed box: what the link set, nothing else."""
     ratios, budgets = [r for _, r in studio.ratio_choices()], studio.pipe.budgets()
     given = set(s["given"])
-    shown = {**s, "aspect_ratio": ratios.index(s["aspect_ratio"]), "resolution": budgets.index(s["resolution"])}
+    shown = {**s, "aspect_ratio": ratios.index(s["aspect_ratio"]), "resolution": budgets.index(s["resolution"]),
+             "variants": format_variants(s["variants"])}
     updates = [shown[n] if n in given else gr.skip() for n in links.FIELDS]
     if given & {"aspect_ratio", "resolution", "flip_scales", "inspect_scale"}:
         # choices and values together, so a value is never outside the choices shown
@@ -80,8 +86,10 @@ def _restore_updates(studio, s: dict, controls: dict) -> list:
     return updates + [gr.skip() if s["randomize_seed"] else False]
 
 
-def _wire_links(studio, gen, flip, events) -> None:
-    controls = {**gen.controls, **flip.controls}
+def _wire_links(studio, gen, flip, events, cmp):
+    """Restore on load, regenerate, keep the URL in step; returns the regenerating event (compare links chain
+    theirs after it)."""
+    controls = {**gen.controls, **flip.controls, **cmp.controls}
     linked = [controls[n] for n in links.FIELDS]
 
     def restore(request: gr.Request):
@@ -93,7 +101,10 @@ def _wire_links(studio, gen, flip, events) -> None:
     def autorun(request: gr.Request, *values):
         """A link that names a prompt regenerates its image; a plain visit shows the first example's result."""
         query = dict(request.query_params) if request else {}
-        if links.settings_from_query(studio, query)["autorun"]:
+        s = links.settings_from_query(studio, query)
+        if s["compare"]:  # the Compare tab regenerates this link (`_wire_compare_links`)
+            yield {gen.info: gr.skip()}
+        elif s["autorun"]:
             settings = tab_generate.settings_from_page(studio, GenerateSettings, values)
             yield from tab_generate.run_generate(studio, gen, settings)
         else:
@@ -110,4 +121,16 @@ def _wire_links(studio, gen, flip, events) -> None:
           js=links.url_js([label for label, _ in studio.ratio_choices()], studio.pipe.budgets()))
     space = os.environ.get("SPACE_ID")
     gen.copy_btn.click(None, None, [gen.link],
+                       js=links.copy_js(f"https://huggingface.co/spaces/{space}" if space else None))
+    return auto
+
+
+def _wire_compare_links(studio, gen, cmp, cmp_events, tabs, auto) -> None:
+    """A link that names variants opens the Compare tab and regenerates the comparison; Cancel stops either run."""
+    base = [gen.controls[n] for n in tab_compare.BASE]
+    auto_cmp = auto.then(tab_compare.autorun(studio, cmp, tabs), base + [cmp.variants], cmp.outputs + [tabs],
+                         api_visibility="private", show_progress="hidden", **MODEL_EVENTS)
+    cmp.stop_btn.click(tab_compare.cancelled, None, [cmp.info], cancels=[cmp_events.compare, auto_cmp], **QUIET)
+    space = os.environ.get("SPACE_ID")
+    cmp.copy_btn.click(None, None, [cmp.link],
                        js=links.copy_js(f"https://huggingface.co/spaces/{space}" if space else None))

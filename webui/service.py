@@ -23,6 +23,7 @@ from infinity.validation import MAX_IMAGES, MAX_SEED, check_scale, check_seed, r
 
 from .settings import FlipSettings, GenerateSettings, make
 from .texts import EXAMPLES
+from .compare import CompareMixin
 from .tokens import TokenizerMixin
 
 FPS = 2  # scale animations: half a second per scale is enough to see each one
@@ -94,7 +95,7 @@ def _last(it):
     return item
 
 
-class Studio(TokenizerMixin):
+class Studio(TokenizerMixin, CompareMixin):
     """The pipeline plus an output store. Methods take settings dataclasses and raise `InvalidInput`."""
 
     def __init__(self, pipe: InfinityPipeline, store: OutputStore, upload_dir: Optional[Callable[[], str]] = None):
@@ -120,13 +121,14 @@ class Studio(TokenizerMixin):
         return [(f"{k + 1}: {wh(hw)}", k) for k, hw in enumerate(self.pipe.schedule(r, budget))]
 
     def defaults(self) -> dict:
-        """Every linked setting at its default (generate and flip fields by name), as a plain link opens."""
+        """Every linked setting at its default (generate, flip and compare fields by name), as a plain link opens."""
         d = self.cfg.defaults
         mid = len(self.pipe.schedule(self.default_ratio(), self.cfg.default_budget)) // 2
         gen = GenerateSettings(guidance=float(d.get("guidance", 3.0)), temperature=float(d.get("temperature", 1.0)),
                                top_p=float(d.get("top_p", 0.0)), aspect_ratio=self.default_ratio(),
                                resolution=self.cfg.default_budget)
-        return {**asdict(gen), "flip_share": 0.2, "flip_scales": [mid], "inspect_scale": mid, "flip_seed": 0}
+        return {**asdict(gen), "flip_share": 0.2, "flip_scales": [mid], "inspect_scale": mid, "flip_seed": 0,
+                "variants": []}
 
     def metadata(self, run: Run, **extra) -> dict:
         H, W = run.image.height, run.image.width

@@ -76,8 +76,29 @@ class VariationSettings:
     resolution: Optional[str] = setting(None, doc="a pixel budget name the model declares")
 
 
+@dataclass
+class CompareSettings:
+    """/compare and the Compare tab (which reuses the Generate tab's prompt and settings as the base): the base run
+    under 2–4 variants, each changing some of its settings (`webui.compare.VARIANT_KEYS`)."""
+
+    prompt: str = setting("", link="prompt")
+    negative_prompt: str = setting("", link="negative")
+    seed: int = setting(0, link="seed", doc="the base's seed")
+    guidance: Optional[float] = setting(None, link="guidance", doc="the base's guidance")
+    temperature: Optional[float] = setting(None, link="temperature", doc="the base's temperature")
+    top_p: Optional[float] = setting(None, link="top_p", doc="the base's top-p")
+    greedy: bool = setting(False, link="greedy", doc="the base's greedy")
+    aspect_ratio: float = setting(1.0, link="ratio", doc="height / width, one for every variant")
+    resolution: Optional[str] = setting(None, link="resolution", doc="a pixel budget name, one for every variant")
+    variants: list = setting([], link="variants", doc="2–4 dicts, each changing some of seed, guidance, temperature, "
+                                                     "top_p, greedy, flip_share, flip_scales (0-based), flip_seed; "
+                                                     "optional label")
+    preset: str = setting("", doc="used when variants is empty: 'guidance 1 / 3 / 6', 'temperature 0.5 / 1.0 / "
+                                  "1.5' or 'four seeds'")
+
+
 KINDS = {"generate": GenerateSettings, "flip": FlipSettings, "tokenize": TokenizeSettings,
-         "variation": VariationSettings}
+         "variation": VariationSettings, "compare": CompareSettings}
 
 
 def names(cls) -> list[str]:
@@ -89,9 +110,9 @@ def defaults(cls) -> dict:
 
 
 def link_keys() -> dict[str, str]:
-    """Share-link key → field name, over every kind that lives in links (generate first, then flip)."""
+    """Share-link key → field name, over every kind that lives in links (generate first, then flip, compare)."""
     out: dict[str, str] = {}
-    for cls in (GenerateSettings, FlipSettings):
+    for cls in (GenerateSettings, FlipSettings, CompareSettings):
         for f in fields(cls):
             if f.metadata.get("link"):
                 out.setdefault(f.metadata["link"], f.name)

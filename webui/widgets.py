@@ -98,4 +98,8 @@ def gpu_durations(pipe) -> dict:
         return lambda s, *a, **k: gpu_seconds(pipe.config, getattr(s, "resolution", None),
                                               getattr(s, "num_images", 1), runs)
 
-    return {"generate_iter": per(1), "flip": per(2), "tokenize": per(0), "variation": per(1)}
+    def compared(s, *a, **k):  # one run per variant (a preset has at most four)
+        n = len(s.variants) if isinstance(s.variants, list) and s.variants else 4
+        return gpu_seconds(pipe.config, s.resolution, 1, n)
+
+    return {"generate_iter": per(1), "flip": per(2), "tokenize": per(0), "variation": per(1), "compare_iter": compared}
