@@ -349,3 +349,15 @@ def test_user_errors_log_one_line_not_a_traceback(client, capfd):
         client.predict(prompt="red apple", seed=1, flip_scales=[], api_name="/flip")
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err
+
+
+def test_readme_client_example_runs_against_the_app(served):
+    """README's gradio_client example, pointed at this test's server."""
+    import re
+
+    demo, client, root = served
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "Client(" in b)
+    scope = {}
+    exec(code.replace("http://127.0.0.1:7860/", client.src), scope)  # noqa: S102 - our own README
+    assert Path(scope["pngs"][0]).is_file() and scope["info"]["seed"] == 7
