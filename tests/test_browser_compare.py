@@ -138,3 +138,22 @@ def test_share_link_restores_and_regenerates_the_comparison(server, page):
     assert query["variants"] == ["temperature:0.5;temperature:1.5"] and query["seed"] == ["5"]
     table = page.locator("#cmp-table").inner_text()
     assert "0.5" in table and "1.5" in table
+
+
+def test_progress_per_variant_and_scale_then_cancel(server, page):
+    """Progress counts variants and scales in the status line; Cancel stops the comparison and says so."""
+    _, url = server
+    page.goto(url + "?ratio=1:1&resolution=0.016M")
+    page.wait_for_function("() => (document.querySelector('#gen-info')?.innerText || '').includes('px')")
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#cmp-preset input").click()
+    page.get_by_role("option", name="four seeds").click()
+    page.wait_for_function("() => document.querySelector('#cmp-table')?.innerText.includes('3')")
+    page.locator("#cmp-btn").click()
+    page.wait_for_function("() => /▰.*variant [12]\\/4 · scale \\d\\/7/.test("
+                           "document.querySelector('#cmp-info')?.innerText || '')", polling=20)
+    page.locator("#cmp-cancel").click()
+    page.wait_for_function("() => (document.querySelector('#cmp-info')?.innerText || '').includes('Cancelled')")
+    page.wait_for_timeout(1500)  # nothing of the cancelled run arrives afterwards
+    assert "Cancelled" in page.locator("#cmp-info").inner_text()
+    assert page.locator("#cmp-finals button.thumbnail-item").count() == 0

@@ -28,13 +28,9 @@ def build(studio, D) -> SimpleNamespace:
     c = SimpleNamespace()
     gr.Markdown(NOTE)
     with gr.Row(equal_height=False):
-        with gr.Column(scale=4, min_width=300):
+        with gr.Column(scale=3, min_width=260):
             c.preset = gr.Dropdown(list(PRESETS), value=None, label="Preset (fills the table)",
                                    info="the table starts as the first one", elem_id="cmp-preset")
-            c.table = gr.Dataframe(to_table(preset_variants(FIRST_PRESET, D["seed"])), headers=[h for h, _ in TABLE],
-                                   datatype="str", type="array", interactive=True, row_count=3,
-                                   label=f"Variants (2–{MAX_VARIANTS}; a blank cell keeps the base's value; flip "
-                                         f"scales counted from 1)", elem_id="cmp-table")
             with gr.Row():
                 c.btn = gr.Button("Compare", variant="primary", elem_id="cmp-btn", scale=3)
                 c.stop_btn = gr.Button("Cancel", variant="stop", elem_id="cmp-cancel", scale=1)
@@ -45,25 +41,37 @@ def build(studio, D) -> SimpleNamespace:
                                     scale=2, elem_id="cmp-share-link")
             # what the share link carries: the variants last run (or restored), empty after a Generate run
             c.variants = gr.Textbox("", visible=False, elem_id="cmp-variants")
-        with gr.Column(scale=6, min_width=320):
-            c.finals = gr.Gallery(label="Final images", columns=MAX_VARIANTS, rows=1, height="auto", format="png",
+        with gr.Column(scale=7, min_width=420):
+            c.table = gr.Dataframe(to_table(preset_variants(FIRST_PRESET, D["seed"])), headers=[h for h, _ in TABLE],
+                                   datatype="str", type="array", interactive=True, row_count=3,
+                                   label=f"Variants (2–{MAX_VARIANTS} rows; a blank cell keeps the base's value; "
+                                         f"greedy yes/no; flip scales counted from 1, e.g. 2,3)", elem_id="cmp-table")
+    _outputs(c)
+    c.controls = {"variants": c.variants}
+    c.outputs = [c.finals, c.video, c.grid, c.diffs, c.downloads, c.json, c.info, c.variants]
+    return c
+
+
+def _outputs(c) -> None:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5, min_width=320):
+            c.finals = gr.Gallery(label="Final images", columns=MAX_VARIANTS, rows=1, height=210, format="png",
                                   elem_id="cmp-finals", elem_classes="pixelated", object_fit="contain")
+        with gr.Column(scale=5, min_width=320):
             gr.Markdown("**Scale by scale, side by side**")
             c.video = gr.Video(show_label=False, autoplay=True, loop=True, elem_id="cmp-video",
-                               elem_classes="pixelated", height=320)
+                               elem_classes="pixelated", height=260)
     with gr.Row(equal_height=False):
-        with gr.Column(scale=4, min_width=300):
+        with gr.Column(scale=5, min_width=320):
+            gr.Markdown("**Every scale** (rows) of every variant (columns)")
+            c.grid = gr.Image(show_label=False, type="filepath", format="png", interactive=False, elem_id="cmp-grid",
+                              elem_classes="pixelated")
+        with gr.Column(scale=5, min_width=320):
             c.diffs = gr.Markdown(elem_id="cmp-diffs")
             c.downloads = gr.File(label="Downloads: PNG per variant (settings in its metadata), row, grid, MP4, GIF",
                                   file_count="multiple", interactive=False)
             with gr.Accordion("Comparison (JSON)", open=False):
                 c.json = gr.JSON(show_label=False)
-        with gr.Column(scale=6, min_width=320):
-            c.grid = gr.Image(label="Every scale (rows) of every variant (columns)", type="filepath", format="png",
-                              interactive=False, elem_id="cmp-grid", elem_classes="pixelated")
-    c.controls = {"variants": c.variants}
-    c.outputs = [c.finals, c.video, c.grid, c.diffs, c.downloads, c.json, c.info, c.variants]
-    return c
 
 
 def diff_table(info) -> str:
