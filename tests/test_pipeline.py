@@ -193,3 +193,32 @@ def test_preview_grid_and_reduced_decode(tiny_pipe):
     assert np.array_equal(np.asarray(tiny_pipe.decode(codes, (H, W))[0]), np.asarray(full))
     small = tiny_pipe.decode(codes, (H // 2, W // 2))[0]
     assert (small.width, small.height) == (full.width // 2, full.height // 2)
+
+
+def test_generator_keyword_equals_seed(tiny_pipe):
+    """`generator` (diffusers' habit) draws exactly what `seed` would."""
+    a = tiny_pipe(PROMPT, seed=5)
+    b = tiny_pipe(PROMPT, generator=torch.Generator().manual_seed(5))
+    assert all(torch.equal(x.bits, y.bits) for x, y in zip(a.states, b.states))
+
+
+def test_stream_with_previews_is_the_one_loop(tiny_pipe):
+    """`stream(previews=True)` decodes every scale; its last preview is `__call__`'s image, pixel for pixel."""
+    steps = list(tiny_pipe.stream(PROMPT, 2, previews=True))
+    out = tiny_pipe(PROMPT, seed=2)
+    assert len(steps) == len(out.schedule) and all(len(s.previews) == 1 for s in steps)
+    assert np.array_equal(np.asarray(steps[-1].previews[0]), np.asarray(out.images[0]))
+    assert [s.index for s in steps] == list(range(len(steps))) and steps[-1].elapsed > 0
+
+
+def test_one_wording_per_error(tiny_pipe):
+    """The same bad budget gets the same sentence from check_inputs, schedule and the sampler's preparation."""
+    from infinity.validation import InvalidInput
+
+    messages = set()
+    for call in (lambda: tiny_pipe.check_inputs(PROMPT, budget="9M"), lambda: tiny_pipe.schedule(1.0, "9M"),
+                 lambda: tiny_pipe(PROMPT, budget="9M")):
+        with pytest.raises(InvalidInput) as e:
+            call()
+        messages.add(str(e.value))
+    assert len(messages) == 1 and "unknown resolution" in messages.pop()
