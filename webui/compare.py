@@ -187,8 +187,9 @@ class CompareMixin:
         folder = folder or self.store.new_dir("compare")
         labels = [label for label, _, _ in variants]
         sched = runs[0].schedule
-        pngs = [viz.save_png(r.image, folder / f"variant-{i + 1}-seed-{seed}.png", self.metadata(r, label=label))
-                for i, (r, (label, seed, _)) in enumerate(zip(runs, variants))]
+        # the resolved seed names the file: a page's number box may hand over 4.0 for 4
+        pngs = [viz.save_png(r.image, folder / f"variant-{i + 1}-seed-{r.settings['seed']}.png",
+                             self.metadata(r, label=label)) for i, (r, label) in enumerate(zip(runs, labels))]
         frames = viz_compare.column_frames([r.previews for r in runs], labels, hws=sched)
         grid = viz_compare.scale_grid([r.previews for r in runs], labels, hws=sched)
         rows = [dict(scale=k, grid=list(hw), mean_abs_diff=[round(mean_abs_diff(runs[0].previews[k], r.previews[k]), 3)
