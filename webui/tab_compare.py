@@ -138,8 +138,12 @@ def wire(studio, c, gen) -> SimpleNamespace:
     c.btn.click(None, js=texts.CLEAR_TOASTS_JS)
     events.compare = gr.on([c.btn.click], ui_compare, base + [c.table], c.outputs, api_visibility="private",
                            show_progress="hidden", **MODEL_EVENTS)
-    c.preset.input(lambda p, seed: to_table(preset_variants(p, seed if seed is not None else 0)),
-                   [c.preset, gen.seed], [c.table], **QUIET)
+    def fill(preset, seed):  # "four seeds" counts from the Generate tab's seed; a cleared box changes nothing
+        if preset not in PRESETS:
+            return gr.skip()
+        return to_table(preset_variants(preset, seed if isinstance(seed, (int, float)) and seed >= 0 else 0))
+
+    c.preset.input(fill, [c.preset, gen.seed], [c.table], **QUIET)
     # a restored link fills the table; a Generate run makes the link describe the image again
     c.variants.change(lambda t: to_table(parse_variants(t)) if t else gr.skip(), [c.variants], [c.table], **QUIET)
     gr.on([gen.run_btn.click, gen.prompt.submit], lambda: "", None, [c.variants], **QUIET)
