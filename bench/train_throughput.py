@@ -31,7 +31,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_cpu import matmul_peak  # noqa: E402  (the same peak measurement as the inference bench)
 from infinity import schedules  # noqa: E402
 from infinity.config import TextCondition, model_preset  # noqa: E402
 from infinity.train.common import compile_blocks  # noqa: E402
@@ -39,16 +41,6 @@ from infinity.train.transformer import bitwise_loss  # noqa: E402
 from infinity.transformer import InfinityTransformer  # noqa: E402
 
 VARIANTS = ("plain", "loop", "fused", "compile", "compile_blocks", "threads1")
-
-
-def matmul_peak(n: int = 1024, reps: int = 20) -> float:
-    """Achievable fp32 GFLOP/s of a square matmul (n = 1024: the size class of this model's largest matmuls)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
 def make_step(cfg, variant: str, batch: int, ratio: float, budget: str):
@@ -121,7 +113,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     variants = VARIANTS if a.variants == ["all"] else a.variants
     torch.set_num_threads(a.threads)
-    peak = matmul_peak()
+    peak = matmul_peak(1024, 20)  # 1024²: the size class of this model's largest matmuls
     rows = []
     print(f"fp32 matmul peak (1024², {a.threads} threads): {peak:.0f} GFLOP/s")
     print("| preset | variant | params | batch | tokens/img | s/step | img/s | tokens/s | GFLOP/s | % of peak |")

@@ -73,7 +73,7 @@ def test_module_entry_point_runs_in_a_fresh_process(tmp_path):
 def test_eval_scores_ground_truth_and_generation(bundled_pipe):
     from infinity.eval.__main__ import evaluate, table
 
-    res = evaluate(bundled_pipe, n=4, n_emoji=3)
+    res = evaluate(bundled_pipe, n=4, n_emoji=3, n_emoji_gen=3)
     assert res["checker_on_ground_truth"]["overall"] == 1.0
     # generated and seen-pair images are scored on the same questions as the ground truth
     assert set(res["checker_on_ground_truth"]) <= set(res["generated"]) and "overall" in res["seen_pairs"]
@@ -81,6 +81,9 @@ def test_eval_scores_ground_truth_and_generation(bundled_pipe):
     assert res["tokenizer_ceiling"]["background"] == 1.0  # the tokenizer keeps flat backgrounds exactly enough
     assert "seen colour–shape pairs" in table({"bundled": res})
     assert "| background |" in table({"bundled": res})
+    er = res["emoji_retrieval"]  # the real emoji find themselves: the retrieval check works
+    assert er["n"] == 3 and er["real"]["top1"] == 1.0 and 0 <= er["generated"]["top5"] <= 1
+    assert res["seed_diversity"] > 0 and "emoji by name" in table({"bundled": res})
     json.dumps(res)
 
 

@@ -16,18 +16,10 @@ from typing import Iterator, Sequence
 
 from PIL import Image
 
+from ..images import resize_cover_crop
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 SizeArg = int | tuple[int, int] | Sequence[tuple[int, int]]
-
-
-def resize_cover_crop(img: Image.Image, height: int, width: int) -> Image.Image:
-    """Scale so the image covers ``height x width`` (LANCZOS), then crop the centre."""
-    img = img.convert("RGB")
-    scale = max(height / img.height, width / img.width)
-    nw, nh = max(width, round(img.width * scale)), max(height, round(img.height * scale))
-    img = img.resize((nw, nh), Image.LANCZOS)
-    left, top = (nw - width) // 2, (nh - height) // 2
-    return img.crop((left, top, left + width, top + height))
 
 
 def nearest_size(h_div_w: float, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:

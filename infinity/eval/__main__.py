@@ -25,13 +25,9 @@ import numpy as np
 import torch
 
 from ..data import scenes
+from ..images import psnr
 from .checker import ATTRIBUTES, score
 from .emoji import emoji_retrieval, seed_diversity
-
-
-def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
 
 
 def reconstruct(pipe, images) -> tuple[float, list]:
@@ -40,7 +36,7 @@ def reconstruct(pipe, images) -> tuple[float, list]:
     for im in images:
         resized, pyr = pipe.encode_image(im, h_div_w=im.height / im.width)
         recs.append(pipe.decode(pyr.codes_sum[-1])[0])
-        vals.append(psnr_u8(np.asarray(resized), np.asarray(recs[-1])))
+        vals.append(psnr(resized, recs[-1]))
     return float(np.mean(vals)), recs
 
 

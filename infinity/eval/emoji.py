@@ -55,8 +55,10 @@ def emoji_retrieval(pipe, n: int = 100, seed: int = 0) -> dict:
 
 def seed_diversity(pipe, prompts: list[str], seeds: int = 4) -> float:
     """Mean absolute pixel difference (0–255) between images of the same prompt under different seeds."""
+    from ..images import mean_abs_diff
+
     diffs = []
     for k, p in enumerate(prompts):
-        ims = [np.asarray(pipe(p, seed=1000 * k + s).images[0], np.float32) for s in range(seeds)]
-        diffs += [np.abs(ims[a] - ims[b]).mean() for a in range(seeds) for b in range(a + 1, seeds)]
+        ims = [pipe(p, seed=1000 * k + s).images[0] for s in range(seeds)]
+        diffs += [mean_abs_diff(ims[a], ims[b]) for a in range(seeds) for b in range(a + 1, seeds)]
     return float(np.mean(diffs))
