@@ -161,6 +161,8 @@ class ModelConfig:
     default_budget: str = "1M"
     h_div_w: tuple[float, ...] = ()  # empty = all 15 official templates
     defaults: Mapping[str, Any] = field(default_factory=dict)  # sampling defaults (guidance, temperature, top_p)
+    # One line for people: what the model draws well and what it does not (the app shows it near the prompt)
+    card: str = ""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -188,6 +190,12 @@ def _small_transformer(depth: int, width: int, heads: int) -> TransformerConfig:
                              text_maxlen=256, block_chunks=1, cond_drop_rate=0.1, pool_head_div=96)
 
 
+_SMALL_CARD = ("Knows flat shapes on flat backgrounds (12 colours; circle, square, triangle, star, heart; positions, "
+               "sizes, counts 1–3, left/right/above/below) and 462 emoji by name (\"red apple\", \"sunflower\"). "
+               "Not photos, people or long sentences. Colours and places come out right; shapes, counts and emoji "
+               "mostly as blobs of the right colours (README, model card).")
+
+
 MODEL_PRESETS: dict[str, ModelConfig] = {
     "infinity-2b": ModelConfig(name="infinity-2b", tokenizer=TOKENIZER_PRESETS["vae-d32"],
                                transformer=TRANSFORMER_PRESETS["infinity-2b"], default_budget="1M",
@@ -209,13 +217,13 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     "small-v1": ModelConfig(name="infinity-small-scenes", tokenizer=_SMALL_TOKENIZER,
                             transformer=_small_transformer(5, 208, 4), text_encoder="minilm",
                             budgets=dict(SMALL_BUDGETS), default_budget="0.004M", h_div_w=SMALL_RATIOS,
-                            defaults={"guidance": 3.0, "temperature": 0.8, "top_p": 0.9}),
+                            defaults={"guidance": 3.0, "temperature": 0.8, "top_p": 0.9}, card=_SMALL_CARD),
     # second bundled model: the same tokenizer (same codes) at 128×128 by default, a 16×16 last scale (objects
     # get ~4× the tokens: the tokenizer keeps shapes 96 % of the time there vs 66 % at 8×8), a deeper transformer
     "small-v2": ModelConfig(name="infinity-small-v2", tokenizer=_SMALL_TOKENIZER,
                             transformer=_small_transformer(10, 208, 4), text_encoder="minilm",
                             budgets=dict(SMALL_BUDGETS), default_budget="0.016M", h_div_w=SMALL_RATIOS,
-                            defaults={"guidance": 3.0, "temperature": 0.8, "top_p": 0.9}),
+                            defaults={"guidance": 3.0, "temperature": 0.8, "top_p": 0.9}, card=_SMALL_CARD),
 }
 
 

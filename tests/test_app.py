@@ -92,6 +92,17 @@ def test_named_endpoints(client):
     assert names == {"/generate", "/flip", "/compare", "/tokenize", "/variation"}
 
 
+def test_page_says_what_the_model_knows_and_shows_good_examples(served, pipe):
+    """Issue 12: one line near the top says what the bundled model draws; the first example is one it draws well."""
+    from webui import texts
+    from infinity.eval.checker import check
+
+    demo = served[0]
+    markdown = " ".join(str(c.get("props", {}).get("value", "")) for c in demo.config["components"])
+    assert pipe.config.card and pipe.config.card in markdown and "Not photos" in pipe.config.card
+    assert check(pipe(texts.EXAMPLES[0], seed=0).images[0], texts.EXAMPLES[0])["overall"]
+
+
 def test_choices_in_real_pixels(studio, pipe):
     assert studio.budget_label(1.0, "0.004M") == "64×64 px (0.004M)"
     labels = dict(studio.ratio_choices())

@@ -47,7 +47,7 @@ def build_demo(pipe, output_root: Optional[os.PathLike] = None) -> gr.Blocks:
     with gr.Blocks(title=texts.TITLE, delete_cache=(1800, OUTPUT_MAX_AGE_S)) as demo:
         gr.Markdown(f"# {texts.TITLE}")
         gr.Markdown(texts.INTRO, elem_id="intro")
-        gr.Markdown(model_line, elem_id="model-line")
+        gr.Markdown(model_line + (f"  \n{cfg.card}" if cfg.card else ""), elem_id="model-line")
         with gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
                 gen = tab_generate.build(studio, D)

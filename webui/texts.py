@@ -18,14 +18,17 @@ RESPONSIBLE_USE = ("**Responsible use.** Images are machine-made and can be wron
                    "Saved PNGs carry their prompt, seed and settings in the file metadata, so generated images stay "
                    "recognisable as such. The small bundled model only knows simple scenes and emoji; the 2B model "
                    "inherits the biases of its web-scale training data.")
-# Prompts of the kinds the bundled model was trained on (simple scenes, single emoji); fine for the 2B model too.
+# Prompts the bundled model draws well (checked from pixels, 6 seeds each, 2026-11-30: every circle prompt 5–6 of
+# 6 right; "hot pepper", "cactus", "sunflower" are the nearest emoji to their own image 4 of 4 times). Shapes
+# other than circles, counts and relations still come out as blobs (README, model card), so none is an example.
 EXAMPLES = [
     "a red circle on a blue background",
-    "three yellow stars on a black background",
-    "a green square to the left of a pink heart on a white background",
-    "red apple",
-    "sunflower",
+    "a large yellow circle in the center on a purple background",
+    "a small white circle in the top left on a black background",
+    "a pink circle in the bottom right on a blue background",
+    "hot pepper",
     "cactus",
+    "sunflower",
 ]
 PROMPT_PLACEHOLDER = "Describe the image you want"
 CSS = """
