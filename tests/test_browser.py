@@ -4,6 +4,7 @@ Also takes a full-page screenshot as a visitor sees it; with INFINITY_UPDATE_SCR
 docs/screenshot.png (otherwise it goes to pytest's temporary folder: a test run leaves the checkout unchanged).
 """
 import os
+import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -233,8 +234,21 @@ def test_typed_values_are_judged_not_clamped(server, page, box, value, words):
     wait_info(page, words)
 
 
+@pytest.fixture
+def slow_scales(bundled_pipe, monkeypatch):
+    """Each scale takes at least 0.25 s, so a four-image run lasts seconds on any machine and Cancel always lands
+    mid-run (unslowed, the bundled model draws four images in about a second: a race the click could lose)."""
+    step = bundled_pipe.transformer.step
+
+    def slow(*args, **kwargs):
+        time.sleep(0.25)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(bundled_pipe.transformer, "step", slow)
+
+
 def slow_request(page, url):
-    """A run long enough to watch: four images at the larger resolution."""
+    """A run long enough to watch: four images at the larger resolution (use with the `slow_scales` fixture)."""
     page.goto(url + "?ratio=1:1&resolution=0.016M&n=4")
     wait_info(page, "px")
     page.locator("#generate-btn").click()
@@ -242,7 +256,7 @@ def slow_request(page, url):
                            polling=20)
 
 
-def test_one_progress_indicator(server, page):
+def test_one_progress_indicator(server, page, slow_scales):
     """Point 5: while a run streams, the status line is the only progress shown (no overlay on seed or image)."""
     _, url = server
     slow_request(page, url)
@@ -252,12 +266,12 @@ def test_one_progress_indicator(server, page):
                              " && e.offsetParent !== null)"
                              ".map((e) => (e.closest('[id]') || {}).id + ': ' + e.innerText.slice(0, 30))")
     assert trackers == []
-    assert "▰" in info_text(page)
+    wait_info(page, "▰")  # the status line's bar fills as scales finish
     page.locator("#cancel-btn").click()  # leave no four-image run queued ahead of the next test
     wait_info(page, "Cancelled")
 
 
-def test_cancel_says_cancelled(server, page):
+def test_cancel_says_cancelled(server, page, slow_scales):
     """Point 6: Cancel leaves no half-finished preview, and the status says the run was cancelled."""
     _, url = server
     slow_request(page, url)
