@@ -31,8 +31,8 @@ from ..config import ModelConfig
 from ..io import save_safetensors
 from ..tokenizer import BitwiseTokenizer
 from ..tokenizer import quantizer as Q
-from .common import (Mixture, Timer, add_preset_argument, parse_budget_weights, cosine_lr, default_sources, flip_fn, is_small, resume, save_checkpoint,
-                     setup_logging, small_model_config, warm_start)
+from .common import (Mixture, Timer, add_preset_argument, cosine_lr, default_sources, flip_fn, is_small,
+                     parse_budget_weights, resume, save_checkpoint, setup_logging, small_model_config, warm_start)
 
 log = logging.getLogger("infinity.train")
 
