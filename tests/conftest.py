@@ -1,6 +1,7 @@
 """Shared fixtures: the golden vectors of the tiny official model, environment for offline runs."""
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,16 @@ def tiny_pipe(golden):
                       budgets={"0.06M": 7, "tiny": 5}, default_budget="0.06M", h_div_w=(1.0, 0.75, 1.333),
                       defaults={"guidance": 3.0, "temperature": 1.0, "top_p": 0.0})
     return InfinityPipeline(tok, tf, tiny_t5_encoder(golden), cfg)
+
+
+@pytest.fixture
+def slow_scales(bundled_pipe, monkeypatch):
+    """Each scale takes at least 0.25 s, so a four-image run lasts seconds on any machine and Cancel always lands
+    mid-run (unslowed, the bundled model draws four images in about a second: a race the click could lose)."""
+    step = bundled_pipe.transformer.step
+
+    def slow(*args, **kwargs):
+        time.sleep(0.25)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(bundled_pipe.transformer, "step", slow)

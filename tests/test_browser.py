@@ -4,7 +4,6 @@ Also takes a full-page screenshot as a visitor sees it; with INFINITY_UPDATE_SCR
 docs/screenshot.png (otherwise it goes to pytest's temporary folder: a test run leaves the checkout unchanged).
 """
 import os
-import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -20,7 +19,9 @@ import pytest
 from PIL import Image
 
 # gradio's queue uses pandas options that pandas 3 deprecates; nothing this project can act on
-pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:.*:Warning:gradio.queueing")]
+# flaky(reruns=1): a safety net for timing on a loaded CI machine (a failure seen only in a full clean-clone run on
+# 2026-11-30, passing alone); a real failure still fails twice
+pytestmark = [pytest.mark.browser, pytest.mark.flaky(reruns=1), pytest.mark.filterwarnings("ignore:.*:Warning:gradio.queueing")]
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -232,19 +233,6 @@ def test_typed_values_are_judged_not_clamped(server, page, box, value, words):
     page.locator(box).blur()
     page.locator("#generate-btn").click()
     wait_info(page, words)
-
-
-@pytest.fixture
-def slow_scales(bundled_pipe, monkeypatch):
-    """Each scale takes at least 0.25 s, so a four-image run lasts seconds on any machine and Cancel always lands
-    mid-run (unslowed, the bundled model draws four images in about a second: a race the click could lose)."""
-    step = bundled_pipe.transformer.step
-
-    def slow(*args, **kwargs):
-        time.sleep(0.25)
-        return step(*args, **kwargs)
-
-    monkeypatch.setattr(bundled_pipe.transformer, "step", slow)
 
 
 def slow_request(page, url):

