@@ -55,9 +55,16 @@ def _pixels(image) -> np.ndarray:
     return np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, np.float32)
 
 
+def _mse(a, b) -> float:
+    if isinstance(a, torch.Tensor):  # tensors stay where they are (a training batch on the GPU is not copied)
+        return float((a.detach().float() - b.detach().float()).pow(2).mean())
+    return float(((_pixels(a) - _pixels(b)) ** 2).mean())
+
+
 def psnr(a, b, peak: float = 255.0) -> float:
-    """PSNR in dB between two images of one size (PIL or uint8-range arrays); inf when they are equal."""
-    mse = float(((_pixels(a) - _pixels(b)) ** 2).mean())
+    """PSNR in dB between two images of one size: PIL images or uint8-range arrays (peak 255), or tensors with
+    `peak` their value range (2 for images in [−1, 1], as the tokenizer's training logs it); inf when equal."""
+    mse = _mse(a, b)
     return float("inf") if mse == 0 else 10 * math.log10(peak ** 2 / mse)
 
 

@@ -41,10 +41,12 @@ class FlipSpec:
 
 def flip_bits(bits: torch.Tensor, share: float, generator: Optional[torch.Generator] = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flip each bit with probability `share` (one uniform draw per bit from `generator`, on the bits' device).
-    Returns (flipped bits, mask of the flipped positions). The one rule for deliberate bit errors: the sampler's
-    self-correction demo and the app's tokenizer view both call it (paper §3.3)."""
-    mask = torch.rand(bits.shape, generator=generator, device=bits.device) < share
+    """Flip each bit with probability `share` (one uniform draw per bit from `generator`, on the generator's device,
+    so a CPU generator draws the same bits for CUDA tensors). Returns (flipped bits, mask of the flipped positions,
+    on the bits' device). The one rule for deliberate bit errors: the sampler's self-correction demo, the app's
+    tokenizer view and training's bitwise self-correction all call it (paper §3.3)."""
+    device = generator.device if generator is not None else bits.device
+    mask = (torch.rand(bits.shape, generator=generator, device=device) < share).to(bits.device)
     return bits ^ mask.to(bits.dtype), mask
 
 

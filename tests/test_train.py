@@ -9,7 +9,9 @@ import torch
 
 from infinity import schedules
 from infinity.config import TextCondition
+from infinity.images import psnr, to_pil
 from infinity.io import save_safetensors
+from infinity.sampling import flip_bits
 from infinity.tokenizer import BitwiseTokenizer
 from infinity.train.common import flip_fn, small_model_config
 from infinity.train.tokenizer import tokenizer_loss
@@ -75,6 +77,28 @@ def test_self_correction_flips_inputs_not_labels():
     assert max(shares) > 0.02 and all(s <= 0.45 for s in shares)   # p per scale drawn from {0, …, 0.3}
     assert torch.equal(noisy.bits[0], clean.bits[0])                # labels of the first scale are untouched
     assert flip_fn(0.0, g, 5) is None                                # --flips 0: the ablation
+
+
+def test_training_flips_are_the_samplers_rule_with_a_share_per_scale():
+    """One rule for deliberate bit errors: training draws a share per scale, then flips as `flip_bits` does with the
+    same CPU generator; a scale whose share is 0 draws nothing (the generator's sequence is the training's)."""
+    bits = torch.randint(0, 2, (2, 4, 4, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    ours, ref = torch.Generator().manual_seed(10), torch.Generator().manual_seed(10)
+    flip = flip_fn(0.3, ours, 6)
+    shares = torch.randint(0, 31, (6,), generator=ref).float() / 100
+    assert (shares == 0).any() and (shares > 0).any()  # this seed covers both branches
+    for s, share in enumerate(shares):
+        expected = bits if share == 0 else flip_bits(bits, share, ref)[0]
+        assert torch.equal(flip(s, bits), expected)
+
+
+def test_training_psnr_is_the_apps_psnr():
+    """The tokenizer's training logs the PSNR the app and eval report (one formula): tensors in [−1, 1] with peak 2
+    give the dB of the same images as 8-bit pixels."""
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randint(0, 256, (1, 3, 16, 16), generator=g).float() / 127.5 - 1 for _ in range(2))
+    assert abs(psnr(a, b, peak=2.0) - psnr(to_pil(a)[0], to_pil(b)[0])) < 1e-3
+    assert psnr(a, a, peak=2.0) == float("inf")
 
 
 def test_scale_weights_balance_scales():

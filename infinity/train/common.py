@@ -15,6 +15,7 @@ from PIL import Image
 from .. import schedules
 from ..config import ModelConfig, model_preset
 from ..io import load_file
+from ..sampling import flip_bits
 
 log = logging.getLogger("infinity.train")
 
@@ -214,10 +215,9 @@ def flip_fn(strength: float, gen: torch.Generator, n_scales: int):
     ps = torch.randint(0, steps + 1, (n_scales,), generator=gen).float() / 100
 
     def flip(s, bits):
-        if ps[s] == 0:
+        if ps[s] == 0:  # no draws at all: a scale left clean does not advance the generator
             return bits
-        m = (torch.rand(bits.shape, generator=gen) < ps[s]).to(bits.device)  # CPU generator: same draws anywhere
-        return bits ^ m.to(bits.dtype)
+        return flip_bits(bits, ps[s], gen)[0]  # a CPU generator draws the same bits on any device
 
     return flip
 

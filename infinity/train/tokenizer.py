@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from .. import schedules
 from ..config import ModelConfig
+from ..images import psnr
 from ..io import save_safetensors
 from ..tokenizer import BitwiseTokenizer
 from ..tokenizer import quantizer as Q
@@ -49,12 +50,7 @@ def tokenizer_loss(tok: BitwiseTokenizer, x: torch.Tensor, schedule, commit: flo
     if decoder_only:  # the codes are fixed: nothing for the commitment term to pull
         commit = 0.0
     return rec + commit * commit_loss, {"rec": rec.item(), "commit": commit_loss.item(),
-                                         "psnr": psnr(y.detach().clamp(-1, 1), x)}
-
-
-def psnr(y: torch.Tensor, x: torch.Tensor) -> float:
-    mse = ((y - x) / 2).pow(2).mean().clamp_min(1e-10)  # images in [−1, 1] → [0, 1]
-    return float(10 * torch.log10(1 / mse))
+                                         "psnr": psnr(y.detach().clamp(-1, 1), x, peak=2.0)}
 
 
 def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch: int, lr: float, seed: int,
