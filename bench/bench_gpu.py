@@ -23,20 +23,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from infinity import build_tokenizer, build_transformer  # noqa: E402
 from infinity.config import MODEL_PRESETS, ModelConfig  # noqa: E402
 from infinity.loading import MemoryPlan  # noqa: E402
 from infinity.pipeline import InfinityPipeline  # noqa: E402
+from timing import Stopwatch, write_results  # noqa: E402
 
 MODES = {
     "resident": MemoryPlan(),
@@ -123,19 +123,11 @@ def build(cfg: ModelConfig, device: torch.device, dtype, plan: MemoryPlan, t5_cf
     return InfinityPipeline(tok.eval(), tf.eval(), te, cfg, compute_dtype=dtype)
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def one_call(pipe, budget, device) -> dict:
-    sync(device)
-    t0 = time.perf_counter()
-    out = pipe(PROMPT, seed=0, budget=budget)
-    sync(device)
-    total = time.perf_counter() - t0
+    with Stopwatch(device) as sw:
+        out = pipe(PROMPT, seed=0, budget=budget)
     t = out.timings
-    return {"total_s": total, "prepare_s": t["prepare"], "sampling_s": t["sampling"], "decode_s": t["decode"],
+    return {"total_s": sw.seconds, "prepare_s": t["prepare"], "sampling_s": t["sampling"], "decode_s": t["decode"],
             "size": list(out.images[0].size)}
 
 
@@ -150,10 +142,9 @@ def measure(variant: str, mode: str, a, device) -> dict:
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        pipe = build(cfg, device, dtype, MODES[mode], T5_TINY if a.tiny else T5_XL)
-        sync(device)
-        row["build_s"] = time.perf_counter() - t0
+        with Stopwatch(device) as sw:
+            pipe = build(cfg, device, dtype, MODES[mode], T5_TINY if a.tiny else T5_XL)
+        row["build_s"] = sw.seconds
         if device.type == "cuda":
             row["weights_on_gpu_gib"] = torch.cuda.memory_allocated() / gib
             torch.cuda.reset_peak_memory_stats()
@@ -207,9 +198,7 @@ def main(argv=None) -> int:
                   f"peak {row.get('peak_gpu_gib', float('nan')):6.2f} GiB  {row.get('error', '')}", flush=True)
     res = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
            "tiny": a.tiny, "prompt_words": len(PROMPT.split()), "guidance": 3.0, "rows": rows}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1))
-    print(f"wrote {a.out}")
+    write_results(a.out, res)
     return 0
 
 

@@ -21,7 +21,6 @@ Performance). Run it on an otherwise idle machine; `--dry-run` checks the setup 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -29,6 +28,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import Stopwatch, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HARNESS = ROOT.parent / "shared" / "refharness" / "side_by_side.py"
@@ -107,25 +109,23 @@ def main(argv=None) -> int:
     if a.dry_run:
         return 0
     out = ""
-    t0 = time.time()
-    for cmd, cwd in steps:
-        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=dict(os.environ))
-        sys.stdout.write(r.stdout)
-        if r.returncode:
-            sys.stderr.write(r.stderr[-4000:])
-            return r.returncode
-        out = r.stdout
+    with Stopwatch() as sw:  # the whole run, both sides: the harness itself times each side
+        for cmd, cwd in steps:
+            r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=dict(os.environ))
+            sys.stdout.write(r.stdout)
+            if r.returncode:
+                sys.stderr.write(r.stderr[-4000:])
+                return r.returncode
+            out = r.stdout
     res = parse(out)
     if "ratio" not in res:
         print("error: the harness printed no ratio line", file=sys.stderr)
         return 1
     res.update(command=" ".join([sys.executable, "bench/side_by_side.py", *(argv if argv is not None else sys.argv[1:])]),
                rounds=a.rounds, official_dir=str(official), machine=platform.processor() or platform.machine(),
-               cpus=os.cpu_count(), seconds=round(time.time() - t0, 1),
+               cpus=os.cpu_count(), seconds=round(sw.seconds, 1),
                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1))
-    print(f"wrote {a.out}")
+    write_results(a.out, res)
     return 0
 
 
