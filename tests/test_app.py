@@ -229,6 +229,32 @@ def test_invalid_input_is_reported_and_server_keeps_serving(client):
     assert Path(pngs[0]).is_file()
 
 
+def test_full_queue_says_busy_and_server_keeps_serving(pipe, slow_scales, tmp_path):
+    """A burst past the queue (one running, one waiting) is told "busy, try again in a moment" at once, through
+    gradio_client's own error, not Gradio's "Queue is full" wording; the server then serves the next request."""
+    from webui.texts import BUSY
+
+    demo = app.build_demo(pipe, output_root=tmp_path)
+    port = free_port()
+    demo.queue(max_size=1).launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True,
+                                  **app.launch_kwargs(tmp_path))
+    try:
+        client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+        jobs = [client.submit(prompt=PROMPT, seed=i, randomize_seed=False, api_name="/generate") for i in range(5)]
+        outcomes = []
+        for job in jobs:
+            try:
+                outcomes.append(Path(job.result(timeout=300)[0][0]).is_file())
+            except Exception as e:  # noqa: BLE001 - the refusal's type belongs to gradio_client; its words to us
+                outcomes.append(str(e))
+        refused = [o for o in outcomes if o is not True]
+        assert True in outcomes and refused, outcomes
+        assert all(BUSY in o for o in refused), refused
+        assert Path(generate(client, 9)[0][0]).is_file()
+    finally:
+        demo.close()
+
+
 def test_control_characters_and_mixed_scripts_generate(client):
     pngs, _, _, info = generate(client, 3, prompt="красный\x00 круг\x1b 赤い丸 دائرة 🍎\u202e")
     clean = "красный круг 赤い丸 دائرة 🍎\u202e"  # control characters dropped, every script kept

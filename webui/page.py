@@ -7,8 +7,10 @@ from typing import Optional
 
 import gradio as gr
 from gradio import utils as gr_utils
+from starlette.middleware import Middleware
 
 from . import api, links, tab_compare, tab_flip, tab_generate, tab_tokenizer, texts
+from .busy import BusyAnswer
 from .service import OUTPUT_MAX_AGE_S, OutputStore, Studio
 from .compare import format_variants
 from .settings import GenerateSettings, names
@@ -22,11 +24,12 @@ def default_output_root() -> Path:
 
 
 def launch_kwargs(output_root: Optional[os.PathLike] = None) -> dict:
-    """What `demo.launch` needs besides host and port: the look, and the only folder files may be served from."""
+    """What `demo.launch` needs besides host and port: the look, the only folder files may be served from, and
+    the words a full queue answers with (`busy.BusyAnswer`)."""
     root = Path(output_root) if output_root else default_output_root()
     root.mkdir(parents=True, exist_ok=True)
     return dict(theme=gr.themes.Soft(primary_hue="indigo"), css=texts.CSS, allowed_paths=[str(root.resolve())],
-                max_file_size="20mb")
+                max_file_size="20mb", app_kwargs={"middleware": [Middleware(BusyAnswer)]})
 
 
 def make_studio(pipe, output_root: Optional[os.PathLike] = None) -> Studio:

@@ -1,5 +1,6 @@
 """The page's words and look: titles, explanations, examples and CSS (no logic, no gradio)."""
 
+BUSY = "busy, try again in a moment"  # a full queue's answer (page and API)
 TITLE = "Infinity — bitwise autoregressive image generation"
 INTRO = ("An image is drawn scale by scale, from a 1×1 grid up to the full latent grid: at each scale a transformer "
          "predicts the sign bits of what the coarser scales left out "
