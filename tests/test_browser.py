@@ -131,7 +131,7 @@ def test_share_link_regenerates_the_same_image(server, page):
     assert page.locator("#seed input").input_value() == "7"
     expected = studio.generate(make(GenerateSettings, {**studio.defaults(), "prompt": "sunflower", "seed": 7,
                                                        "randomize_seed": False, "temperature": 0.7}))
-    assert np.array_equal(np.asarray(result_png(page)), np.asarray(Image.open(expected["pngs"][0]).convert("RGB")))
+    assert np.array_equal(np.asarray(result_png(page)), np.asarray(Image.open(expected.pngs[0]).convert("RGB")))
     page.get_by_role("button", name="Copy link to these settings").click()
     page.wait_for_function("() => document.querySelector('#share-link textarea, #share-link input')?.value"
                            ".includes('seed=7')")

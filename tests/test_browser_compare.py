@@ -107,10 +107,10 @@ def test_preset_gives_three_labelled_columns_that_play(server, page, tmp_path):
     # the same request through the service: the MP4 holds its frames (three columns, their labels on top)
     expected = studio.compare(make(CompareSettings, {**studio.defaults(), "prompt": EXAMPLES[0], "seed": 0,
                                                      "preset": PRESET}))
-    assert expected["labels"] == ["guidance 1", "guidance 3", "guidance 6"]
+    assert expected.labels == ["guidance 1", "guidance 3", "guidance 6"]
     frames = mp4_frames(page, video["src"], tmp_path)
-    want = [np.asarray(f, dtype=np.float32) for f in expected["frames"]]
-    assert (video["w"], video["h"]) == expected["frames"][0].size
+    want = [np.asarray(f, dtype=np.float32) for f in expected.frames]
+    assert (video["w"], video["h"]) == expected.frames[0].size
     assert len(frames) >= len(want)
     for got, ref in zip(frames, want):  # H.264 at high quality: within a few grey levels of the frames drawn
         assert np.abs(got - ref).mean() < 4
@@ -121,7 +121,7 @@ def test_preset_gives_three_labelled_columns_that_play(server, page, tmp_path):
         assert (column.max(axis=-1) > 200).sum() > 30, f"no label over column {i + 1}"
     gallery = page.locator("#cmp-finals")
     assert gallery.locator("button.thumbnail-item").count() == 3
-    assert all(label in gallery.inner_text() for label in expected["labels"])
+    assert all(label in gallery.inner_text() for label in expected.labels)
     shot = SCREENSHOT if os.environ.get("INFINITY_UPDATE_SCREENSHOT") == "1" else tmp_path / "compare.png"
     page.locator("#cmp-video").scroll_into_view_if_needed()
     page.screenshot(path=str(shot), full_page=True)

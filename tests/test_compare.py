@@ -22,6 +22,7 @@ from infinity import viz, viz_compare  # noqa: E402
 from infinity.validation import InvalidInput  # noqa: E402
 from webui import links, make_studio  # noqa: E402
 from webui.compare import format_variants, from_table, label_of, parse_variants, preset_variants, to_table  # noqa
+from webui.results import Compared, Scale, Started  # noqa: E402
 from webui.settings import CompareSettings, make  # noqa: E402
 
 PROMPT = "a red circle on a blue background"
@@ -112,12 +113,11 @@ def test_progress_per_variant_and_scale(served):
     _, studio = served
     s = make(CompareSettings, {**studio.defaults(), "prompt": "cactus", "preset": "guidance 1 / 3 / 6"})
     # a run grows as it streams: note its length when each event arrives
-    events = [(kind, (value[0], len(value[1].previews)) if kind == "scale" else value)
-              for kind, value in studio.compare_iter(s)]
+    events = [(e.index, len(e.run.previews)) if isinstance(e, Scale) else e for e in studio.compare_iter(s)]
     K = len(studio.pipe.schedule(s.aspect_ratio, s.resolution))
-    assert events[0] == ("start", ["guidance 1", "guidance 3", "guidance 6"])
-    assert [v for kind, v in events if kind == "scale"] == [(i, k) for i in range(3) for k in range(1, K + 1)]
-    assert events[-1][0] == "done" and len(events) == 3 * K + 2
+    assert events[0] == Started(["guidance 1", "guidance 3", "guidance 6"])
+    assert events[1:-1] == [(i, k) for i in range(3) for k in range(1, K + 1)]
+    assert isinstance(events[-1], Compared) and events[-1].labels == events[0].labels
 
 
 def test_share_link_restores_a_comparison(served):

@@ -6,6 +6,7 @@
     links.py         share links: keys, parsing, formatting and the page's JavaScript together
     settings.py      one dataclass per request kind; its fields drive inputs, API, link keys and restore
     service.py       tokens.py   compare.py   what the page does, as plain methods (no gradio)
+    results.py       what those methods hand back: typed records, one per request kind and stream event
     widgets.py       texts.py    shared gradio pieces; the page's words and CSS
 """
 __all__ = ["build_demo", "default_output_root", "launch_kwargs", "make_studio"]

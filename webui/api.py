@@ -70,7 +70,7 @@ def _generate(studio):
     def run(s):
         with api_errors():
             r = studio.generate(s)
-        return r["pngs"], r["mp4"], r["gif"], r["info"]
+        return r.pngs, r.mp4, r.gif, r.info
 
     return run, ("Generate num_images images (seeds seed, seed+1, …). Returns the PNGs (prompt, seed and settings in "
                  "their metadata), the scale animation as MP4 and GIF (of the first image), and a JSON dict with the "
@@ -81,7 +81,7 @@ def _flip(studio):
     def run(s):
         with api_errors():
             r = studio.flip(s)
-        return r["clean_png"], r["flipped_png"], r["mp4"], r["planes_png"], r["info"]
+        return r.clean_png, r.flipped_png, r.mp4, r.planes_png, r.info
 
     return run, ("Clean and bit-flipped run from one seed (flip_scales: 0-based scale indices). Returns the clean "
                  "PNG, the flipped PNG, the side-by-side MP4, the bit planes of inspect_scale (flipped bits in red) "
@@ -92,7 +92,7 @@ def _compare(studio):
     def run(s):
         with api_errors():
             r = studio.compare(s)
-        return r["pngs"], r["row_png"], r["grid_png"], r["mp4"], r["gif"], r["info"]
+        return r.pngs, r.row_png, r.grid_png, r.mp4, r.gif, r.info
 
     return run, ("The base settings run under 2–4 variants, one after another (variants: list of dicts changing "
                  "seed, guidance, temperature, top_p, greedy, flip_share, flip_scales (0-based), flip_seed; label "
@@ -106,7 +106,7 @@ def _tokenize(studio):
     def run(s):
         with api_errors():
             r = studio.tokenize(s)
-        return r["recon_png"], r["scale_pngs"], r["kept_png"], r["requantized_png"], r["info"]
+        return r.recon_png, r.scale_pngs, r.kept_png, r.requantized_png, r.info
 
     return run, ("Tokenize an image. Returns the reconstruction PNG, the per-scale reconstructions, the image flipped "
                  "at flip_scale with later scales kept and with later scales re-quantized (None when flip_share is "
@@ -117,7 +117,7 @@ def _variation(studio):
     def run(s):
         with api_errors():
             r = studio.variation(s)
-        return r["png"], r["mp4"], r["info"]
+        return r.png, r.mp4, r.info
 
     return run, ("Keep the first keep_scales scales of the image's bits, generate the rest from prompt. Returns the "
                  "PNG, the side-by-side MP4 and a JSON dict.")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 from infinity import viz, viz_compare
 from infinity.images import mean_abs_diff
 from infinity.validation import InvalidInput, check_choice, check_whole
 
+from .results import Compared, Scale, Started
 from .settings import CompareSettings
 
 SAMPLING_KEYS = ("seed", "guidance", "temperature", "top_p", "greedy", "flip_share", "flip_scales", "flip_seed")
@@ -161,26 +162,26 @@ class CompareMixin:
             out.append((label_of(v), seed, kw))
         return out
 
-    def compare_iter(self, s: CompareSettings) -> Iterator[tuple[str, object]]:
-        """Events ('start', labels), ('scale', (i, run)) per scale of variant i, then ('done', result dict)."""
+    def compare_iter(self, s: CompareSettings) -> Iterator[Union[Started, Scale, Compared]]:
+        """`Started`, then a `Scale` per scale of each variant, then the `Compared` result."""
         variants = self.compare_variants(s)
-        yield "start", [label for label, _, _ in variants]
+        yield Started([label for label, _, _ in variants])
         runs = []
         for i, (_, seed, kw) in enumerate(variants):
             run = None
             for run in self._run(s.prompt, seed, **kw):
-                yield "scale", (i, run)
+                yield Scale(i, run)
             run.settings["flip_seed"] = kw["flip_seed"]
             runs.append(run)
-        yield "done", self._compared(s, variants, runs)
+        yield self._compared(s, variants, runs)
 
-    def compare(self, s: CompareSettings) -> dict:
+    def compare(self, s: CompareSettings) -> Compared:
         result = None
-        for kind, value in self.compare_iter(s):
-            result = value
+        for result in self.compare_iter(s):  # the last event is the result
+            pass
         return result
 
-    def _compared(self, s: CompareSettings, variants, runs, folder: Optional[Path] = None) -> dict:
+    def _compared(self, s: CompareSettings, variants, runs, folder: Optional[Path] = None) -> Compared:
         from .links import query_from_settings
         from .service import FPS
 
@@ -202,10 +203,9 @@ class CompareMixin:
                               for r, v, (label, _, _) in zip(runs, given, variants)],
                     scales=rows, seconds=round(sum(r.seconds for r in runs), 3), share_query=query,
                     prompt_truncated=runs[0].truncated)
-        return dict(runs=runs, labels=labels, variants=given, pngs=pngs, frames=frames, grid=grid, info=info,
-                    row_png=viz.save_png(frames[-1], folder / "final-row.png", {"prompt": info["prompt"],
-                                                                                "labels": labels}),
-                    grid_png=viz.save_png(grid, folder / "scales-grid.png", {"prompt": info["prompt"],
-                                                                             "labels": labels}),
-                    mp4=viz.write_mp4(frames, folder / "compare.mp4", fps=FPS),
-                    gif=viz.write_gif(frames, folder / "compare.gif", duration_ms=int(1000 / FPS)))
+        meta = {"prompt": info["prompt"], "labels": labels}
+        return Compared(runs=runs, labels=labels, variants=given, pngs=pngs, frames=frames, grid=grid, info=info,
+                        row_png=viz.save_png(frames[-1], folder / "final-row.png", meta),
+                        grid_png=viz.save_png(grid, folder / "scales-grid.png", meta),
+                        mp4=viz.write_mp4(frames, folder / "compare.mp4", fps=FPS),
+                        gif=viz.write_gif(frames, folder / "compare.gif", duration_ms=int(1000 / FPS)))

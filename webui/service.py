@@ -9,12 +9,9 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterator, Optional
-
-import torch
-from PIL import Image
+from typing import Callable, Iterator, Optional, Union
 
 from infinity import schedules, viz
 from infinity.images import mean_abs_diff
@@ -24,6 +21,7 @@ from infinity.validation import MAX_IMAGES, MAX_SEED, check_scale, check_seed, r
 from .settings import FlipSettings, GenerateSettings, make
 from .texts import EXAMPLES
 from .compare import CompareMixin
+from .results import Flipped, Generated, Run, Scale, Seeded
 from .tokens import TokenizerMixin
 
 FPS = 2  # scale animations: half a second per scale is enough to see each one
@@ -71,24 +69,8 @@ class OutputStore:
                     pass
 
 
-@dataclass
-class Run:
-    """One generated image, kept on the CPU: the preview after each scale, bits and flip masks per scale."""
-
-    settings: dict
-    schedule: list[tuple[int, int]]
-    previews: list[Image.Image] = field(default_factory=list)
-    bits: list[torch.Tensor] = field(default_factory=list)  # (h, w, d) per scale
-    masks: list[Optional[torch.Tensor]] = field(default_factory=list)  # flipped positions, or None
-    seconds: float = 0.0
-    truncated: bool = False  # the prompt was longer than the text encoder reads
-
-    @property
-    def image(self) -> Image.Image:
-        return self.previews[-1]
-
-
 def _last(it):
+    """The last item of a stream: a request's result."""
     item = None
     for item in it:
         pass
@@ -101,7 +83,7 @@ class Studio(TokenizerMixin, CompareMixin):
     def __init__(self, pipe: InfinityPipeline, store: OutputStore, upload_dir: Optional[Callable[[], str]] = None):
         self.pipe, self.store, self.upload_dir = pipe, store, upload_dir
         self.cfg = pipe.config
-        self._examples: dict[str, dict] = {}
+        self._examples: dict[str, Generated] = {}
 
     # -- what the model offers -------------------------------------------------------------------------------
     def default_ratio(self) -> float:
@@ -152,25 +134,26 @@ class Studio(TokenizerMixin, CompareMixin):
         return dict(negative_prompt=s.negative_prompt, guidance=s.guidance, temperature=s.temperature,
                     top_p=s.top_p, greedy=s.greedy, h_div_w=s.aspect_ratio, budget=s.resolution)
 
-    def generate_iter(self, s: GenerateSettings, folder: Optional[Path] = None) -> Iterator[tuple[str, object]]:
-        """Events ('seed', s), ('scale', (i, run)) per scale of image i, then ('done', result dict)."""
+    def generate_iter(self, s: GenerateSettings, folder: Optional[Path] = None
+                      ) -> Iterator[Union[Seeded, Scale, Generated]]:
+        """`Seeded`, then a `Scale` per scale of each image, then the `Generated` result."""
         # a drawn seed leaves room for every image's seed+i; the pipeline judges everything else
         seed = random.randint(0, MAX_SEED - MAX_IMAGES + 1) if s.randomize_seed else s.seed
         kw = self._sampling(s)
         self.pipe.check_inputs(s.prompt, seed, num_images=s.num_images, **kw)
         n = int(s.num_images)
-        yield "seed", seed
+        yield Seeded(seed)
         folder = folder or self.store.new_dir("generate")
         runs, pngs = [], []
         for i in range(n):
             run = None
             for run in self._run(s.prompt, seed + i, **kw):
-                yield "scale", (i, run)
+                yield Scale(i, run)
             runs.append(run)
             pngs.append(viz.save_png(run.image, folder / f"image-{i + 1}-seed-{seed + i}.png", self.metadata(run)))
-        yield "done", self._generated(runs, pngs, folder, seed, n)
+        yield self._generated(runs, pngs, folder, seed, n)
 
-    def _generated(self, runs: list[Run], pngs: list[str], folder: Path, seed: int, n: int) -> dict:
+    def _generated(self, runs: list[Run], pngs: list[str], folder: Path, seed: int, n: int) -> Generated:
         from .links import query_from_settings
 
         first = runs[0]
@@ -180,14 +163,14 @@ class Studio(TokenizerMixin, CompareMixin):
                     size=self.metadata(first)["size"], scales=[list(hw) for hw in first.schedule],
                     seconds=[round(r.seconds, 3) for r in runs], prompt_truncated=first.truncated,
                     share_query=query_from_settings(self, settings))
-        return dict(runs=runs, pngs=pngs, info=info,
-                    mp4=viz.write_mp4(frames, folder / "scales.mp4", fps=FPS),
-                    gif=viz.write_gif(frames, folder / "scales.gif", duration_ms=int(1000 / FPS)))
+        return Generated(runs=runs, pngs=pngs, info=info,
+                         mp4=viz.write_mp4(frames, folder / "scales.mp4", fps=FPS),
+                         gif=viz.write_gif(frames, folder / "scales.gif", duration_ms=int(1000 / FPS)))
 
-    def generate(self, s: GenerateSettings) -> dict:
-        return _last(self.generate_iter(s))[1]
+    def generate(self, s: GenerateSettings) -> Generated:
+        return _last(self.generate_iter(s))
 
-    def example(self, prompt: str) -> dict:
+    def example(self, prompt: str) -> Generated:
         """An example prompt's result at seed 0 and the defaults: made once, kept in memory and in a folder the
         pruning leaves alone, so every visitor sees it at no cost. Other prompts are simply generated."""
         s = make(GenerateSettings, {**self.defaults(), "prompt": prompt, "randomize_seed": False, "seed": 0})
@@ -195,11 +178,11 @@ class Studio(TokenizerMixin, CompareMixin):
             return self.generate(s)
         if prompt not in self._examples:
             folder = self.store.fixed_dir(f"example-{EXAMPLES.index(prompt)}")
-            self._examples[prompt] = _last(self.generate_iter(s, folder))[1]
+            self._examples[prompt] = _last(self.generate_iter(s, folder))
         return self._examples[prompt]
 
     # -- bit flips -------------------------------------------------------------------------------------------
-    def flip(self, s: FlipSettings) -> dict:
+    def flip(self, s: FlipSettings) -> Flipped:
         """The clean run and the run with flipped bits, from one seed; pictures of where they part and rejoin."""
         kw = self._sampling(s)
         flips = dict(flip_share=s.flip_share, flip_scales=s.flip_scales, flip_seed=s.flip_seed)
@@ -212,7 +195,7 @@ class Studio(TokenizerMixin, CompareMixin):
         flipped = _last(self._run(s.prompt, s.seed, **kw, **flips))
         return self._flip_outputs(clean, flipped, d, inspect)
 
-    def _flip_outputs(self, clean: Run, flipped: Run, d: dict, inspect: int) -> dict:
+    def _flip_outputs(self, clean: Run, flipped: Run, d: dict, inspect: int) -> Flipped:
         share, scales, seed = d["flip_share"], d["flip_scales"], d["seed"]
         folder = self.store.new_dir("flip")
         title = f"{share:.0%} of bits flipped at scale{'s' if len(scales) > 1 else ''} " + \
@@ -225,7 +208,7 @@ class Studio(TokenizerMixin, CompareMixin):
                      bits=int(flipped.bits[k].numel()), mean_abs_diff=round(mean_abs_diff(a, b), 3))
                 for k, (hw, a, b) in enumerate(zip(clean.schedule, clean.previews, flipped.previews))]
         meta = {"flip_share": share, "flip_scales": scales, "flip_seed": d["flip_seed"]}
-        return dict(
+        return Flipped(
             clean=clean, flipped=flipped, pairs=pairs, planes=planes, inspect=inspect, diffs=diffs,
             clean_png=viz.save_png(clean.image, folder / f"clean-seed-{seed}.png", self.metadata(clean)),
             flipped_png=viz.save_png(flipped.image, folder / f"flipped-seed-{seed}.png", self.metadata(flipped, **meta)),

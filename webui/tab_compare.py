@@ -4,6 +4,7 @@ each variant's pixels are from the first's."""
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Union
 
 import gradio as gr
 import torch
@@ -13,6 +14,7 @@ from infinity.validation import InvalidInput
 from . import texts
 from .compare import MAX_VARIANTS, PRESETS, TABLE, format_variants, from_table, parse_variants, preset_variants, \
     to_table
+from .results import Compared, Scale, Started
 from .settings import CompareSettings, names
 from .tab_generate import BAR, settings_from_page
 from .widgets import MODEL_EVENTS, QUIET, notify
@@ -82,38 +84,37 @@ def diff_table(info) -> str:
     return f"**Mean pixel difference from *{labels[0]}*** (0–255, per scale)\n\n{head}\n{body}"
 
 
-def render(c, kind, value, n):
+def render(c, event: Union[Started, Scale, Compared], n: int) -> dict:
     """One update of the outputs for one event of `Studio.compare_iter`."""
     from .service import wh
 
-    if kind == "start":
+    if isinstance(event, Started):
         return {c.finals: None, c.video: None, c.grid: None, c.diffs: "", c.downloads: None,
-                c.info: f"{len(value)} variants · starting…"}
-    if kind == "scale":
-        i, run = value
-        k, K = len(run.previews), len(run.schedule)
-        done = (i * K + k) / (n * K)
+                c.info: f"{len(event.labels)} variants · starting…"}
+    if isinstance(event, Scale):
+        run, k, K = event.run, len(event.run.previews), len(event.run.schedule)
+        done = (event.index * K + k) / (n * K)
         bar = "▰" * round(done * BAR) + "▱" * (BAR - round(done * BAR))
-        return {c.info: f"{bar} variant {i + 1}/{n} · scale {k}/{K} ({wh(run.schedule[k - 1])}) · "
+        return {c.info: f"{bar} variant {event.index + 1}/{n} · scale {k}/{K} ({wh(run.schedule[k - 1])}) · "
                         f"{run.seconds:.2f} s"}
-    r, first = value, value["runs"][0]
-    if r["info"]["prompt_truncated"]:
+    r, first = event, event.runs[0]
+    if r.info["prompt_truncated"]:
         gr.Warning("The prompt is longer than the text encoder reads; only its beginning was used.")
     W, H = first.image.size
-    return {c.finals: list(zip(r["pngs"], r["labels"])), c.video: r["mp4"], c.grid: r["grid_png"],
-            c.diffs: diff_table(r["info"]), c.downloads: r["pngs"] + [r["row_png"], r["grid_png"], r["mp4"], r["gif"]],
-            c.json: r["info"], c.variants: format_variants(r["variants"]),
-            c.info: f"{len(r['runs'])} variants · {W}×{H} px · {len(first.schedule)} scales · "
-                    f"{r['info']['seconds']:.2f} s"}
+    return {c.finals: list(zip(r.pngs, r.labels)), c.video: r.mp4, c.grid: r.grid_png,
+            c.diffs: diff_table(r.info), c.downloads: r.pngs + [r.row_png, r.grid_png, r.mp4, r.gif],
+            c.json: r.info, c.variants: format_variants(r.variants),
+            c.info: f"{len(r.runs)} variants · {W}×{H} px · {len(first.schedule)} scales · "
+                    f"{r.info['seconds']:.2f} s"}
 
 
 def run_compare(studio, c, s: CompareSettings):
     """Stream one comparison's updates; a refused request becomes one notice and a status line."""
     try:
         n = 0
-        for kind, value in studio.compare_iter(s):
-            n = len(value) if kind == "start" else n
-            yield render(c, kind, value, n)
+        for event in studio.compare_iter(s):
+            n = len(event.labels) if isinstance(event, Started) else n
+            yield render(c, event, n)
     except (InvalidInput, torch.OutOfMemoryError) as e:
         yield {c.info: notify(e)}
 

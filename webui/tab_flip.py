@@ -70,11 +70,10 @@ def wire(studio, c, gen) -> None:
             r = studio.flip(settings_from_page(studio, FlipSettings, values))
         except (InvalidInput, torch.OutOfMemoryError) as e:
             return {c.md: notify(e)}
-        hws = r["clean"].schedule
-        diffs = [(enlarge(d), f"scale {k + 1}: {wh(hw)}") for k, (d, hw) in enumerate(zip(r["diffs"], hws))]
-        pairs = [(p, f"scale {k + 1}: {wh(hw)}") for k, (p, hw) in enumerate(zip(r["pairs"], hws))]
-        return {c.video: r["mp4"], c.pairs: pairs, c.planes: r["planes"], c.diffs: diffs,
-                c.md: table(r["info"]["scales"])}
+        hws = r.clean.schedule
+        diffs = [(enlarge(d), f"scale {k + 1}: {wh(hw)}") for k, (d, hw) in enumerate(zip(r.diffs, hws))]
+        pairs = [(p, f"scale {k + 1}: {wh(hw)}") for k, (p, hw) in enumerate(zip(r.pairs, hws))]
+        return {c.video: r.mp4, c.pairs: pairs, c.planes: r.planes, c.diffs: diffs, c.md: table(r.info["scales"])}
 
     c.btn.click(None, js=texts.CLEAR_TOASTS_JS)
     gr.on([c.btn.click], ui_flip, inputs, c.outputs, api_visibility="private", show_progress_on=[c.md],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Union
 
 import gradio as gr
 import torch
@@ -9,6 +10,7 @@ import torch
 from infinity.validation import MAX_GUIDANCE, MAX_IMAGES, MAX_TEMPERATURE, InvalidInput
 
 from . import texts
+from .results import Generated, Scale, Seeded
 from .settings import GenerateSettings, make, names
 from .widgets import MODEL_EVENTS, QUIET, enlarge, notify
 
@@ -126,39 +128,38 @@ def scale_gallery(previews, schedule) -> list:
     return [(enlarge(p), f"scale {k + 1}: {wh(hw)}") for k, (p, hw) in enumerate(zip(previews, schedule))]
 
 
-def render(c, kind, value, n):
+def render(c, event: Union[Seeded, Scale, Generated], n: int) -> dict:
     """One update of the outputs for one event of `Studio.generate_iter`."""
     from .service import wh
 
-    if kind == "seed":
-        return {c.seed: value, c.images: gr.Gallery(value=None, visible=False), c.scales: None, c.video: None,
-                c.downloads: None, c.info: f"Seed **{value}** · starting…"}
-    if kind == "scale":
-        i, run = value
-        k, K = len(run.previews), len(run.schedule)
-        done = (i * K + k) / (n * K)
+    if isinstance(event, Seeded):
+        return {c.seed: event.seed, c.images: gr.Gallery(value=None, visible=False), c.scales: None, c.video: None,
+                c.downloads: None, c.info: f"Seed **{event.seed}** · starting…"}
+    if isinstance(event, Scale):
+        run, k, K = event.run, len(event.run.previews), len(event.run.schedule)
+        done = (event.index * K + k) / (n * K)
         bar = "▰" * round(done * BAR) + "▱" * (BAR - round(done * BAR))
-        return {c.image: run.image, c.info: f"{bar} image {i + 1}/{n} · scale {k}/{K} "
+        return {c.image: run.image, c.info: f"{bar} image {event.index + 1}/{n} · scale {k}/{K} "
                                             f"({wh(run.schedule[k - 1])}) · {run.seconds:.2f} s"}
-    r, first = value, value["runs"][0]
-    if r["info"]["prompt_truncated"]:
+    r, first = event, event.runs[0]
+    if r.info["prompt_truncated"]:
         gr.Warning("The prompt is longer than the text encoder reads; only its beginning was used.")
     W, H = first.image.size
-    seeds = ", ".join(str(s) for s in r["info"]["seeds"])
-    return {c.image: r["pngs"][0],
-            c.images: gr.Gallery(visible=n > 1, value=[(p, f"seed {s}") for p, s in zip(r["pngs"], r["info"]["seeds"])]),
-            c.scales: scale_gallery(first.previews, first.schedule), c.video: r["mp4"],
-            c.downloads: r["pngs"] + [r["gif"], r["mp4"]], c.settings_json: r["info"],
+    seeds = ", ".join(str(s) for s in r.info["seeds"])
+    return {c.image: r.pngs[0],
+            c.images: gr.Gallery(visible=n > 1, value=[(p, f"seed {s}") for p, s in zip(r.pngs, r.info["seeds"])]),
+            c.scales: scale_gallery(first.previews, first.schedule), c.video: r.mp4,
+            c.downloads: r.pngs + [r.gif, r.mp4], c.settings_json: r.info,
             c.info: f"Seed{'s' if n > 1 else ''} **{seeds}** · {W}×{H} px · {len(first.schedule)} scales "
                     f"({wh(first.schedule[0])} → {wh(first.schedule[-1])}) · "
-                    f"{sum(x.seconds for x in r['runs']):.2f} s"}
+                    f"{sum(x.seconds for x in r.runs):.2f} s"}
 
 
 def run_generate(studio, c, s: GenerateSettings):
     """Stream one request's updates; a refused request becomes one notice and a status line."""
     try:
-        for kind, value in studio.generate_iter(s):
-            yield render(c, kind, value, int(s.num_images))
+        for event in studio.generate_iter(s):
+            yield render(c, event, int(s.num_images))
     except (InvalidInput, torch.OutOfMemoryError) as e:
         yield {c.info: notify(e)}
 
@@ -182,7 +183,7 @@ def wire(studio, c) -> SimpleNamespace:
             r = studio.example(prompt)
         except (InvalidInput, torch.OutOfMemoryError) as e:
             return {c.info: notify(e)}
-        return {**render(c, "done", r, 1), c.seed: 0}
+        return {**render(c, r, 1), c.seed: 0}
 
     events.example = ui_example
     with c.examples_at:

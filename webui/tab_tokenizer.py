@@ -9,6 +9,7 @@ import torch
 from infinity.validation import InvalidInput
 
 from . import texts
+from .results import Tokenized
 from .settings import TokenizeSettings, VariationSettings, names
 from .widgets import MODEL_EVENTS, QUIET, enlarge, notify, upload_image
 
@@ -64,22 +65,22 @@ def _variation(c, K0) -> None:
                                    elem_id="var-image", elem_classes="pixelated")
 
 
-def tokenize_view(r) -> tuple:
+def tokenize_view(r: Tokenized) -> tuple:
     """The tab's pictures and summary for one tokenize result."""
     from .service import wh
 
-    info, hws = r["info"], r["hws"]
+    info, hws = r.info, r.hws
     md = f"{info['size'][0]}×{info['size'][1]} px · {len(hws)} scales · reconstruction PSNR " \
          f"{info['psnr_reconstruction']:.1f} dB"
-    effect = [(enlarge(r["input"]), "input"), (enlarge(r["recon"][-1]), "reconstruction")]
-    if r["kept"] is not None:
-        effect += [(enlarge(r["kept"]), "flipped, later kept"), (enlarge(r["requantized"]), "flipped, re-quantized")]
-        md += (f"  \n{info['flipped_bits']} bits flipped at scale {r['scale'] + 1} ({wh(hws[r['scale']])}). PSNR to "
+    effect = [(enlarge(r.input), "input"), (enlarge(r.recon[-1]), "reconstruction")]
+    if r.kept is not None:
+        effect += [(enlarge(r.kept), "flipped, later kept"), (enlarge(r.requantized), "flipped, re-quantized")]
+        md += (f"  \n{info['flipped_bits']} bits flipped at scale {r.scale + 1} ({wh(hws[r.scale])}). PSNR to "
                f"the reconstruction: later scales kept {info['psnr_flipped_later_kept']:.1f} dB, re-quantized after "
                f"the flip {info['psnr_flipped_later_requantized']:.1f} dB.")
-    recon = [(enlarge(im), f"scale {k + 1}: {wh(hw)}") for k, (im, hw) in enumerate(zip(r["recon"], hws))]
-    bitmaps = [(b, f"scale {k + 1}: {wh(hw)}") for k, (b, hw) in enumerate(zip(r["bitmaps"], hws))]
-    return recon, effect, r["planes"], bitmaps, md
+    recon = [(enlarge(im), f"scale {k + 1}: {wh(hw)}") for k, (im, hw) in enumerate(zip(r.recon, hws))]
+    bitmaps = [(b, f"scale {k + 1}: {wh(hw)}") for k, (b, hw) in enumerate(zip(r.bitmaps, hws))]
+    return recon, effect, r.planes, bitmaps, md
 
 
 def wire(studio, c) -> None:
@@ -98,8 +99,8 @@ def wire(studio, c) -> None:
             r = studio.variation(VariationSettings(*values))
         except (InvalidInput, torch.OutOfMemoryError) as e:
             return {c.var_md: notify(e)}
-        return {c.var_video: r["mp4"], c.var_image: r["png"], c.var_md: f"Seed **{r['info']['seed']}** · first "
-                f"{r['info']['keep_scales']} of {len(r['info']['scales'])} scales kept"}
+        return {c.var_video: r.mp4, c.var_image: r.png, c.var_md: f"Seed **{r.info['seed']}** · first "
+                f"{r.info['keep_scales']} of {len(r.info['scales'])} scales kept"}
 
     for btn in (c.btn, c.var_btn):
         btn.click(None, js=texts.CLEAR_TOASTS_JS)

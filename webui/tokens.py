@@ -16,6 +16,7 @@ from infinity.sampling import flip_bits
 from infinity.tokenizer import quantizer as Q
 from infinity.validation import InvalidInput, check_scale, check_seed, check_share, check_whole, open_image
 
+from .results import Tokenized, Varied
 from .settings import TokenizeSettings, VariationSettings
 
 
@@ -67,7 +68,7 @@ class TokenizerMixin:
         return self.pipe.decode(pyr.codes_sum[-1])[0]
 
     # -- the two requests ---------------------------------------------------------------------------------------
-    def tokenize(self, s: TokenizeSettings) -> dict:
+    def tokenize(self, s: TokenizeSettings) -> Tokenized:
         """Per-scale reconstructions and bit maps of an image; with a share > 0, the effect of flipping that share
         of one scale's bits, once with the later scales kept and once re-quantized after the flip."""
         image = self.check_image(s.image)
@@ -79,19 +80,19 @@ class TokenizerMixin:
         hws = [tuple(b.shape[1:3]) for b in bits]
         recon = self._decode_bits(bits)
         folder = self.store.new_dir("tokenize")
-        out = dict(input=img, recon=recon, hws=hws, scale=scale, bitmaps=[viz.bit_plane_grid(b[0].cpu()) for b in bits],
-                   recon_png=viz.save_png(recon[-1], folder / "reconstruction.png", {"budget": budget, "scales": K}),
-                   scale_pngs=[viz.save_png(r, folder / f"scale-{k + 1}.png", {"scale": k, "grid": list(hw)})
-                               for k, (r, hw) in enumerate(zip(recon, hws))],
-                   kept=None, requantized=None, planes=None, kept_png=None, requantized_png=None)
         info = dict(size=[img.width, img.height], scales=[list(hw) for hw in hws], bits_per_position=bits[0].shape[-1],
                     psnr_reconstruction=round(psnr(img, recon[-1]), 2))
+        out = Tokenized(input=img, recon=recon, hws=hws, scale=scale, info=info,
+                        bitmaps=[viz.bit_plane_grid(b[0].cpu()) for b in bits],
+                        recon_png=viz.save_png(recon[-1], folder / "reconstruction.png", {"budget": budget, "scales": K}),
+                        scale_pngs=[viz.save_png(r, folder / f"scale-{k + 1}.png", {"scale": k, "grid": list(hw)})
+                                    for k, (r, hw) in enumerate(zip(recon, hws))])
         if share > 0:
-            self._flip_one_scale(out, info, img, bits, budget, scale, share, flip_seed, folder)
-        out["info"] = info
+            self._flip_one_scale(out, img, bits, budget, scale, share, flip_seed, folder)
         return out
 
-    def _flip_one_scale(self, out, info, img, bits, budget, scale, share, flip_seed, folder) -> None:
+    def _flip_one_scale(self, out: Tokenized, img, bits, budget, scale, share, flip_seed, folder) -> None:
+        """Fills `out`'s flip fields and adds what the flip did to `out.info`."""
         g = torch.Generator(bits[scale].device).manual_seed(flip_seed)
         kept_bits = list(bits)
         kept_bits[scale], mask = flip_bits(bits[scale], share, g)
@@ -99,15 +100,15 @@ class TokenizerMixin:
         requant = self._requantize(img, budget, scale, mask)
         planes = viz.bit_plane_grid(kept_bits[scale][0].cpu(), mask[0].cpu())
         meta = {"budget": budget, "flip_share": share, "flip_scale": scale, "flip_seed": flip_seed}
-        out.update(kept=kept, requantized=requant, planes=planes,
-                   kept_png=viz.save_png(kept, folder / "flipped-later-kept.png", meta),
-                   requantized_png=viz.save_png(requant, folder / "flipped-later-requantized.png", meta))
-        recon = out["recon"][-1]
-        info.update(flip_share=share, flip_scale=scale, flip_seed=flip_seed, flipped_bits=int(mask.sum()),
-                    psnr_flipped_later_kept=round(psnr(recon, kept), 2),
-                    psnr_flipped_later_requantized=round(psnr(recon, requant), 2))
+        out.kept, out.requantized, out.planes = kept, requant, planes
+        out.kept_png = viz.save_png(kept, folder / "flipped-later-kept.png", meta)
+        out.requantized_png = viz.save_png(requant, folder / "flipped-later-requantized.png", meta)
+        recon = out.recon[-1]
+        out.info.update(flip_share=share, flip_scale=scale, flip_seed=flip_seed, flipped_bits=int(mask.sum()),
+                        psnr_flipped_later_kept=round(psnr(recon, kept), 2),
+                        psnr_flipped_later_requantized=round(psnr(recon, requant), 2))
 
-    def variation(self, s: VariationSettings) -> dict:
+    def variation(self, s: VariationSettings) -> Varied:
         """Keep the first `keep_scales` scales of an image's bits and let the model draw the rest from `prompt`."""
         image = self.check_image(s.image)
         budget = s.resolution or self.cfg.default_budget
@@ -120,9 +121,9 @@ class TokenizerMixin:
         folder = self.store.new_dir("variation")
         pairs = viz.side_by_side(viz.scale_frames(recon, hws=run.schedule), viz.scale_frames(run.previews,
                                  hws=run.schedule), titles=("uploaded", f"variation (first {keep} kept)"))
-        return dict(run=run, pairs=pairs,
-                    png=viz.save_png(run.image, folder / f"variation-seed-{run.settings['seed']}.png",
-                                     self.metadata(run, keep_scales=keep, source="uploaded image")),
-                    mp4=viz.write_mp4(pairs, folder / "variation.mp4", fps=2),
-                    info=dict(seed=run.settings["seed"], keep_scales=keep, settings=run.settings,
-                              scales=[list(hw) for hw in run.schedule]))
+        return Varied(run=run, pairs=pairs,
+                      png=viz.save_png(run.image, folder / f"variation-seed-{run.settings['seed']}.png",
+                                       self.metadata(run, keep_scales=keep, source="uploaded image")),
+                      mp4=viz.write_mp4(pairs, folder / "variation.mp4", fps=2),
+                      info=dict(seed=run.settings["seed"], keep_scales=keep, settings=run.settings,
+                                scales=[list(hw) for hw in run.schedule]))
