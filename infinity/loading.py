@@ -190,7 +190,7 @@ class MemoryPlan:
 
 
 def load_parts(resolved: Resolved, device: torch.device, dtype: Optional[torch.dtype] = None,
-               memory: MemoryPlan = MemoryPlan(), int8: bool = False, config=None):
+               memory: MemoryPlan = MemoryPlan(), int8: bool = False, config=None, packed: bool = False):
     """Tokenizer and transformer of a resolved source, placed by the plan; `config` (a ModelConfig or preset
     name) replaces the variant's (tests load tiny files in the official layout)."""
     from .tokenizer import build_tokenizer
@@ -221,6 +221,10 @@ def load_parts(resolved: Resolved, device: torch.device, dtype: Optional[torch.d
         from .transformer.int8 import quantize_int8
 
         quantize_int8(tf)
+    if packed:
+        from .transformer.packed import pack_linears
+
+        pack_linears(tf)
     return tok.eval(), tf.eval(), cfg
 
 

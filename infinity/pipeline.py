@@ -83,7 +83,7 @@ class InfinityPipeline:
     def from_pretrained(cls, source: Union[str, Path, None] = None, device=None, dtype: Optional[torch.dtype] = None,
                         text_encoder=None, int8: bool = False, *, variant: Optional[str] = None, config=None,
                         text_encoder_device: Optional[str] = None, offload_text_encoder: bool = False,
-                        offload_blocks: bool = False) -> "InfinityPipeline":
+                        offload_blocks: bool = False, packed: bool = False) -> "InfinityPipeline":
         """Load a whole model.
 
         `source`: None → the small model in assets/ (offline); a folder with `config.json` (our format, see
@@ -98,6 +98,8 @@ class InfinityPipeline:
 
         `dtype` (e.g. torch.bfloat16 on a GPU): the blocks in that dtype under autocast, the rest float32, as the
         official code. `int8`: CPU only, the blocks' linear layers in int8 (faster, close to float32).
+        `packed`: CPU float32 only, the blocks' linear layers with weights reordered once for oneDNN (faster;
+        logits within ~1e-6 of the default, inference only: `transformer/packed.py`).
         Memory: `text_encoder_device="cpu"` runs T5 on the CPU; `offload_text_encoder` keeps T5 in host memory
         and copies it to the device for each prompt; `offload_blocks` keeps the transformer blocks in host memory
         and copies each to the device just before it runs. Outputs are identical in every memory mode."""
@@ -109,8 +111,12 @@ class InfinityPipeline:
             from .validation import InvalidInput
 
             raise InvalidInput("int8 inference is for CPUs, without block offloading; on a GPU use bf16")
+        if packed and (int8 or offload_blocks or device.type != "cpu" or dtype not in (None, torch.float32)):
+            from .validation import InvalidInput
+
+            raise InvalidInput("packed linear layers are for float32 on a CPU, without int8 or block offloading")
         resolved = resolve(source, variant, bundled=ASSETS)
-        tok, tf, cfg = load_parts(resolved, device, dtype, memory, int8=int8, config=config)
+        tok, tf, cfg = load_parts(resolved, device, dtype, memory, int8=int8, config=config, packed=packed)
         te = load_text(resolved, cfg, device, text_encoder, memory)
         return cls(tok, tf, te, cfg, compute_dtype=dtype or torch.float32)
 
