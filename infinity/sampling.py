@@ -117,7 +117,8 @@ def iter_scales(
     d = transformer.cfg.d_vae // (4 if patchify else 1)
     codes_sum = torch.zeros(B, d, *full, device=dev)
     caches = transformer.new_cache()
-    total, offset = sum(h * w for h, w in schedule), 0
+    # the caches keep every scale but the last: nothing after it reads its keys and values
+    total, offset = sum(h * w for h, w in schedule[:-1]), 0
     x = transformer.start_tokens(ctx)
     for s, (h, w) in enumerate(schedule):
         t0 = time.perf_counter()

@@ -161,7 +161,9 @@ class InfinityTransformer(nn.Module):
     def step(self, ctx: TextContext, x_BLC: torch.Tensor, scale_index: int, cos_sin: torch.Tensor,
              caches: list[KVCache], total_tokens: int) -> torch.Tensor:
         """Run one scale. `x_BLC` is the already embedded input (start tokens at scale 0, `word_embed(...)`
-        later); `cos_sin` the RoPE rows of this scale. Returns that scale's logits (B, h·w, 2·d_vae)."""
+        later); `cos_sin` the RoPE rows of this scale; `total_tokens` how many tokens the caches keep (the
+        scales that later scales attend to; a scale beyond it is attended to but not stored, see `KVCache`).
+        Returns that scale's logits (B, h·w, 2·d_vae)."""
         x = x_BLC + self.lvl_embed.weight[scale_index]
         for b, kv, cache in zip(self.blocks, ctx.block_kv, caches):
             x = b(x, ctx.ada_B16C, cos_sin, kv, ctx.mask_B11T, cache=cache, total=total_tokens)
