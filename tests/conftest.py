@@ -16,13 +16,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def pytest_collection_modifyitems(config, items):
-    """`gpu` tests run only where CUDA is present (the marker's promise in pyproject and README)."""
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
+    """`gpu` tests run only where CUDA is present (the marker's promise in pyproject and README); `browser` tests
+    only where Debian's chromium is (before their page is even launched)."""
+    missing = {"gpu": None if torch.cuda.is_available() else "needs a CUDA device",
+               "browser": None if Path(CHROMIUM).exists() else f"{CHROMIUM} is not installed (apt-get install chromium)"}
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        for marker, reason in missing.items():
+            if reason and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 class Golden:
@@ -136,3 +137,93 @@ def slow_scales(bundled_pipe, monkeypatch):
         return step(*args, **kwargs)
 
     monkeypatch.setattr(bundled_pipe.transformer, "step", slow)
+
+
+# -- the app, served: one page for the app, compare and browser tests ------------------------------------------------
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium, driven through Playwright (never `playwright install`)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def launch():
+    """`launch(pipe, root, **queue)` → (demo, url): the page on a free port, queued as asked (unbounded by
+    default), launched as app.py does; every page it started is closed when the session ends."""
+    import app
+
+    demos = []
+
+    def start(pipe, root, **queue):
+        demo = app.build_demo(pipe, output_root=root)
+        port = free_port()
+        demo.queue(**queue).launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True,
+                                   **app.launch_kwargs(root))
+        demos.append(demo)
+        return demo, f"http://127.0.0.1:{port}/"
+
+    yield start
+    for demo in demos:
+        demo.close()
+
+
+class Served:
+    """A launched page: its Blocks, URL and output folder, and the service over the same pipeline and folder
+    (plain methods, for comparing what the page made with a direct call)."""
+
+    def __init__(self, demo, url: str, root, studio):
+        self.demo, self.url, self.root, self.studio = demo, url, root, studio
+
+
+@pytest.fixture(scope="session")
+def app_server(bundled_pipe, tmp_path_factory, launch) -> Served:
+    """One page on the bundled model for the whole session: every request is independent of the others (its own
+    output folder), so the app, compare and browser tests share it instead of each starting one."""
+    pytest.importorskip("gradio")
+    from webui import make_studio
+
+    root = tmp_path_factory.mktemp("app-outputs")
+    demo, url = launch(bundled_pipe, root)
+    return Served(demo, url, root, make_studio(bundled_pipe, root))
+
+
+@pytest.fixture(scope="session")
+def app_client(app_server):
+    """A gradio_client for the shared page."""
+    gradio_client = pytest.importorskip("gradio_client")
+    return gradio_client.Client(app_server.url, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless chromium for the session's browser tests (each test opens its own context)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(chromium, request):
+    """A fresh page (its own context) with the module's TIMEOUT_MS; fails the test on any JavaScript error."""
+    ctx = chromium.new_context(viewport={"width": 1280, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(getattr(request.module, "TIMEOUT_MS", 120_000))
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    ctx.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

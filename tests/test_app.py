@@ -3,12 +3,6 @@
 The whole module shares one server (starting it loads the model once); each request takes well under a second.
 """
 import os
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-import socket
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -23,18 +17,12 @@ gradio_client = pytest.importorskip("gradio_client")
 import app  # noqa: E402
 from infinity import viz  # noqa: E402
 from infinity.validation import InvalidInput  # noqa: E402
-from webui import links, make_studio  # noqa: E402
+from webui import links  # noqa: E402
 from webui.service import OutputStore  # noqa: E402
 
 PROMPT = "a red circle on a blue background"
 # gradio's queue uses pandas options that pandas 3 deprecates; nothing this project can act on
 pytestmark = pytest.mark.filterwarnings("ignore:.*:Warning:gradio.queueing")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -43,29 +31,15 @@ def pipe(bundled_pipe):
 
 
 @pytest.fixture(scope="module")
-def served(pipe, tmp_path_factory):
-    """(demo, client, output root) for a launched demo; closed after the module."""
-    root = tmp_path_factory.mktemp("app-outputs")
-    demo = app.build_demo(pipe, output_root=root)
-    port = free_port()
-    demo.queue().launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True,
-                        **app.launch_kwargs(root))
-    try:
-        client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
-        yield demo, client, root
-    finally:
-        demo.close()
+def client(app_client):
+    """gradio_client for the session's page (conftest `app_server`)."""
+    return app_client
 
 
 @pytest.fixture(scope="module")
-def client(served):
-    return served[1]
-
-
-@pytest.fixture(scope="module")
-def studio(served, pipe):
+def studio(app_server):
     """The service the page runs on, over the same pipeline and output folder (plain methods, no gradio)."""
-    return make_studio(pipe, served[2])
+    return app_server.studio
 
 
 def generate(client, seed, **kw):
@@ -92,12 +66,12 @@ def test_named_endpoints(client):
     assert names == {"/generate", "/flip", "/compare", "/tokenize", "/variation"}
 
 
-def test_page_says_what_the_model_knows_and_shows_good_examples(served, pipe):
+def test_page_says_what_the_model_knows_and_shows_good_examples(app_server, pipe):
     """Issue 12: one line near the top says what the bundled model draws; the first example is one it draws well."""
     from webui import texts
     from infinity.eval.checker import check
 
-    demo = served[0]
+    demo = app_server.demo
     markdown = " ".join(str(c.get("props", {}).get("value", "")) for c in demo.config["components"])
     assert pipe.config.card and pipe.config.card in markdown and "Not photos" in pipe.config.card
     assert check(pipe(texts.EXAMPLES[0], seed=0).images[0], texts.EXAMPLES[0])["overall"]
@@ -229,17 +203,14 @@ def test_invalid_input_is_reported_and_server_keeps_serving(client):
     assert Path(pngs[0]).is_file()
 
 
-def test_full_queue_says_busy_and_server_keeps_serving(pipe, slow_scales, tmp_path):
+def test_full_queue_says_busy_and_server_keeps_serving(pipe, slow_scales, launch, tmp_path):
     """A burst past the queue (one running, one waiting) is told "busy, try again in a moment" at once, through
     gradio_client's own error, not Gradio's "Queue is full" wording; the server then serves the next request."""
     from webui.texts import BUSY
 
-    demo = app.build_demo(pipe, output_root=tmp_path)
-    port = free_port()
-    demo.queue(max_size=1).launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True,
-                                  **app.launch_kwargs(tmp_path))
+    demo, url = launch(pipe, tmp_path, max_size=1)
     try:
-        client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client = gradio_client.Client(url, verbose=False)
         jobs = [client.submit(prompt=PROMPT, seed=i, randomize_seed=False, api_name="/generate") for i in range(5)]
         outcomes = []
         for job in jobs:
@@ -264,8 +235,8 @@ def test_control_characters_and_mixed_scripts_generate(client):
     assert Path(huge[0]).is_file() and huge_info["prompt_truncated"]
 
 
-def test_outputs_stay_in_the_app_folder(served):
-    demo, client, root = served
+def test_outputs_stay_in_the_app_folder(app_server, client):
+    root = app_server.root
     generate(client, 8, prompt="../../evil name")
     folders = [p for p in Path(root).iterdir() if p.name.startswith("req-generate-")]
     assert folders and all(p.parent == Path(root) for p in folders)
@@ -388,11 +359,10 @@ def test_user_errors_log_one_line_not_a_traceback(client, capfd):
     assert "Traceback" not in out + err
 
 
-def test_readme_client_example_runs_against_the_app(served):
+def test_readme_client_example_runs_against_the_app(client):
     """README's gradio_client example, pointed at this test's server."""
     import re
 
-    demo, client, root = served
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     code = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "Client(" in b)
     scope = {}

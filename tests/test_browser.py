@@ -3,14 +3,8 @@
 Also takes a full-page screenshot as a visitor sees it; with INFINITY_UPDATE_SCREENSHOT=1 it becomes the README's
 docs/screenshot.png (otherwise it goes to pytest's temporary folder: a test run leaves the checkout unchanged).
 """
-import os
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
 import io
-import socket
+import os
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -23,63 +17,24 @@ from PIL import Image
 # 2026-11-30, passing alone); a real failure still fails twice
 pytestmark = [pytest.mark.browser, pytest.mark.flaky(reruns=1), pytest.mark.filterwarnings("ignore:.*:Warning:gradio.queueing")]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
 README_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
 TIMEOUT_MS = 120_000  # generous: the CI machine may be busy; a 64 px image itself takes well under a second
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
 pytest.importorskip("gradio")
 
-import app  # noqa: E402
-from webui import make_studio  # noqa: E402
 from webui.settings import GenerateSettings, make  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, bundled_pipe):
-    """(studio, url): the page launched on a free port, and the service it runs on for direct comparisons.
+def server(request):
+    """(studio, url): the session's page, and the service it runs on for direct comparisons.
     INFINITY_TEST_URL=http://host:port/ points the tests at a server started elsewhere instead (e.g. an older
     version, to see which tests fail there); tests that need the service are then skipped."""
     if os.environ.get("INFINITY_TEST_URL"):
-        yield None, os.environ["INFINITY_TEST_URL"]
-        return
-    root = tmp_path_factory.mktemp("browser-outputs")
-    demo = app.build_demo(bundled_pipe, output_root=root)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue().launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True,
-                        **app.launch_kwargs(root))
-    try:
-        yield make_studio(bundled_pipe, root), f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = ctx.new_page()
-    pg.set_default_timeout(TIMEOUT_MS)
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    yield pg
-    ctx.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+        return None, os.environ["INFINITY_TEST_URL"]
+    served = request.getfixturevalue("app_server")  # only now: a server elsewhere needs no model loaded here
+    return served.studio, served.url
 
 
 def wait_for_video(page):

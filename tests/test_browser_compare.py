@@ -3,12 +3,6 @@ on an example prompt gives an MP4 with one labelled column per variant that play
 the comparison. With INFINITY_UPDATE_SCREENSHOT=1 the page's picture becomes docs/compare.png (otherwise it goes to
 pytest's temporary folder)."""
 import os
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-import socket
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -19,53 +13,21 @@ import pytest
 # 2026-11-30, passing alone); a real failure still fails twice
 pytestmark = [pytest.mark.browser, pytest.mark.flaky(reruns=1), pytest.mark.filterwarnings("ignore:.*:Warning:gradio.queueing")]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "compare.png"
 TIMEOUT_MS = 90_000  # three runs one after another on a busy CPU
 PRESET = "guidance 1 / 3 / 6"
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
 pytest.importorskip("gradio")
 
-import app  # noqa: E402
-from webui import make_studio  # noqa: E402
 from webui.settings import CompareSettings, make  # noqa: E402
 from webui.texts import EXAMPLES  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, bundled_pipe):
-    """(studio, url): the page on a free port, and the service it runs on for direct comparisons."""
-    root = tmp_path_factory.mktemp("browser-compare-outputs")
-    demo = app.build_demo(bundled_pipe, output_root=root)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue().launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True,
-                        **app.launch_kwargs(root))
-    try:
-        yield make_studio(bundled_pipe, root), f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-
-
-@pytest.fixture
-def page(tmp_path):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-        pg.set_default_timeout(TIMEOUT_MS)
-        errors = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        try:
-            yield pg
-        finally:
-            browser.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
+def server(app_server):
+    """(studio, url): the session's page, and the service it runs on for direct comparisons."""
+    return app_server.studio, app_server.url
 
 
 def wait_compared(page, n):

@@ -1,12 +1,5 @@
 """The Compare tab's service and its /compare endpoint (issue 15): one prompt under 2–4 variants, each column the
 same pixels as the single run with its settings, share links, limits; the pictures it is made of."""
-import os
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-import socket
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -17,10 +10,9 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
-import app  # noqa: E402
 from infinity import viz, viz_compare  # noqa: E402
 from infinity.validation import InvalidInput  # noqa: E402
-from webui import links, make_studio  # noqa: E402
+from webui import links  # noqa: E402
 from webui.compare import format_variants, from_table, label_of, parse_variants, preset_variants, to_table  # noqa
 from webui.results import Compared, Scale, Started  # noqa: E402
 from webui.settings import CompareSettings, make  # noqa: E402
@@ -30,19 +22,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*:Warning:gradio.queueing")
 
 
 @pytest.fixture(scope="module")
-def served(bundled_pipe, tmp_path_factory):
-    """(client, studio) for a launched demo on a free port; the studio shares its pipeline and output folder."""
-    root = tmp_path_factory.mktemp("compare-outputs")
-    demo = app.build_demo(bundled_pipe, output_root=root)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue().launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True,
-                        **app.launch_kwargs(root))
-    try:
-        yield gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False), make_studio(bundled_pipe, root)
-    finally:
-        demo.close()
+def served(app_client, app_server):
+    """(client, studio) for the session's page (conftest `app_server`); the studio shares its pipeline and folder."""
+    return app_client, app_server.studio
 
 
 def pixels(path) -> bytes:
