@@ -63,7 +63,8 @@ def main() -> int:
 
         demo = app.build_demo(InfinityPipeline.from_pretrained(device="cpu"))
         port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    **app.launch_kwargs())
         url = f"http://127.0.0.1:{port}/"
     prompts = ["a red circle on a blue background", "sunflower", "three yellow stars on a black background", "cactus"]
     jobs = [(prompts[i % len(prompts)], 100 + i) for i in range(a.users)]
