@@ -97,6 +97,8 @@ def main(argv=None) -> int:
                    help="the Python environment that runs the official code")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results_side_by_side.json")
     p.add_argument("--dry-run", action="store_true", help="check the setup and print the commands; run nothing")
+    p.add_argument("--packed", action="store_true", help="ours with oneDNN-packed linear layers "
+                   "(from_pretrained(packed=True)); the harness reads INFINITY_SBS_PACKED=1")
     a = p.parse_args(argv)
     try:
         official, harness, ref_python = check_setup(a)
@@ -111,7 +113,8 @@ def main(argv=None) -> int:
     out = ""
     with Stopwatch() as sw:  # the whole run, both sides: the harness itself times each side
         for cmd, cwd in steps:
-            r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=dict(os.environ))
+            env = dict(os.environ, INFINITY_SBS_PACKED="1" if a.packed else "0")
+            r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
             sys.stdout.write(r.stdout)
             if r.returncode:
                 sys.stderr.write(r.stderr[-4000:])
@@ -122,7 +125,8 @@ def main(argv=None) -> int:
         print("error: the harness printed no ratio line", file=sys.stderr)
         return 1
     res.update(command=" ".join([sys.executable, "bench/side_by_side.py", *(argv if argv is not None else sys.argv[1:])]),
-               rounds=a.rounds, official_dir=str(official), machine=platform.processor() or platform.machine(),
+               rounds=a.rounds, packed=a.packed, official_dir=str(official),
+               machine=platform.processor() or platform.machine(),
                cpus=os.cpu_count(), seconds=round(sw.seconds, 1),
                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     write_results(a.out, res)
