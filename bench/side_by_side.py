@@ -99,7 +99,11 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="check the setup and print the commands; run nothing")
     p.add_argument("--packed", action="store_true", help="ours with oneDNN-packed linear layers "
                    "(from_pretrained(packed=True)); the harness reads INFINITY_SBS_PACKED=1")
+    p.add_argument("--int8", action="store_true", help="ours with int8 linear layers "
+                   "(from_pretrained(int8=True)) against the official float32; the harness reads INFINITY_SBS_INT8=1")
     a = p.parse_args(argv)
+    if a.packed and a.int8:
+        p.error("--packed and --int8 are two different paths; pick one")
     try:
         official, harness, ref_python = check_setup(a)
     except SetupError as e:
@@ -113,7 +117,7 @@ def main(argv=None) -> int:
     out = ""
     with Stopwatch() as sw:  # the whole run, both sides: the harness itself times each side
         for cmd, cwd in steps:
-            env = dict(os.environ, INFINITY_SBS_PACKED="1" if a.packed else "0")
+            env = dict(os.environ, INFINITY_SBS_PACKED=str(int(a.packed)), INFINITY_SBS_INT8=str(int(a.int8)))
             r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
             sys.stdout.write(r.stdout)
             if r.returncode:
@@ -125,7 +129,7 @@ def main(argv=None) -> int:
         print("error: the harness printed no ratio line", file=sys.stderr)
         return 1
     res.update(command=" ".join([sys.executable, "bench/side_by_side.py", *(argv if argv is not None else sys.argv[1:])]),
-               rounds=a.rounds, packed=a.packed, official_dir=str(official),
+               rounds=a.rounds, packed=a.packed, int8=a.int8, official_dir=str(official),
                machine=platform.processor() or platform.machine(),
                cpus=os.cpu_count(), seconds=round(sw.seconds, 1),
                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
