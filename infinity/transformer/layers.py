@@ -81,10 +81,11 @@ class SelfAttention(nn.Module):
         else:
             qkv = F.linear(x_BLC, self.mat_qkv.weight, torch.cat([self.q_bias, self.zero_k_bias, self.v_bias]))
         qkv = qkv.view(B, L, 3, self.H, self.c).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # (B, H, L, c)
-        q = F.normalize(q, dim=-1) * self.scale_mul_1H11.clamp(max=self.max_log_scale).exp()
-        k = F.normalize(k, dim=-1)
-        q, k = apply_rope(q, cos_sin), apply_rope(k, cos_sin)
+        # q and k go through the normalisation and RoPE together: half the op calls, the same arithmetic per value
+        qk = F.normalize(qkv[:2], dim=-1)  # (2, B, H, L, c), a fresh tensor
+        qk[0] *= self.scale_mul_1H11.clamp(max=self.max_log_scale).exp()
+        q, k = apply_rope(qk, cos_sin).unbind(0)
+        v = qkv[2]
         if cache is not None:
             k, v = cache.append(k, v, total)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
