@@ -189,14 +189,33 @@ class MemoryPlan:
     offload_blocks: bool = False
 
 
+def packs_by_default(cfg: ModelConfig, device: torch.device, dtype: Optional[torch.dtype] = None,
+                     memory: MemoryPlan = MemoryPlan(), int8: bool = False) -> bool:
+    """Whether a model loads with oneDNN-packed linear layers when the caller does not say: an official
+    architecture (2B, 8B, the layer* family) in float32 on a CPU, without int8 or block offloading, where the
+    build has the packed kernels. Why only those: their time is the blocks' matmuls, which packing makes ~1.2×
+    faster with the same sampled bits (README, Performance); the bundled small model's time is per-scale Python,
+    so it gains nothing and stays an ordinary (trainable, savable) module."""
+    from .config import TRANSFORMER_PRESETS
+    from .transformer.packed import available
+
+    official = any(cfg.transformer == TRANSFORMER_PRESETS[n] for n in TRANSFORMER_PRESETS
+                   if n in ("infinity-2b", "infinity-8b") or n.startswith("infinity-layer"))
+    plain_cpu = device.type == "cpu" and dtype in (None, torch.float32) and not int8 and not memory.offload_blocks
+    return official and plain_cpu and available()
+
+
 def load_parts(resolved: Resolved, device: torch.device, dtype: Optional[torch.dtype] = None,
-               memory: MemoryPlan = MemoryPlan(), int8: bool = False, config=None, packed: bool = False):
+               memory: MemoryPlan = MemoryPlan(), int8: bool = False, config=None, packed: Optional[bool] = None):
     """Tokenizer and transformer of a resolved source, placed by the plan; `config` (a ModelConfig or preset
-    name) replaces the variant's (tests load tiny files in the official layout)."""
+    name) replaces the variant's (tests load tiny files in the official layout). `packed=None`: as
+    `packs_by_default` decides."""
     from .tokenizer import build_tokenizer
     from .transformer import build_transformer
 
     cfg = resolve_preset(config, MODEL_PRESETS, "model") if config is not None else resolved.config
+    if packed is None:
+        packed = packs_by_default(cfg, device, dtype, memory, int8)
     low = dtype is not None and dtype != torch.float32
     host = torch.device("cpu")
 

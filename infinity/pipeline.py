@@ -83,7 +83,7 @@ class InfinityPipeline:
     def from_pretrained(cls, source: Union[str, Path, None] = None, device=None, dtype: Optional[torch.dtype] = None,
                         text_encoder=None, int8: bool = False, *, variant: Optional[str] = None, config=None,
                         text_encoder_device: Optional[str] = None, offload_text_encoder: bool = False,
-                        offload_blocks: bool = False, packed: bool = False) -> "InfinityPipeline":
+                        offload_blocks: bool = False, packed: Optional[bool] = None) -> "InfinityPipeline":
         """Load a whole model.
 
         `source`: None → the small model in assets/ (offline); a folder with `config.json` (our format, see
@@ -99,7 +99,9 @@ class InfinityPipeline:
         `dtype` (e.g. torch.bfloat16 on a GPU): the blocks in that dtype under autocast, the rest float32, as the
         official code. `int8`: CPU only, the blocks' linear layers in int8 (faster, close to float32).
         `packed`: CPU float32 only, the blocks' linear layers with weights reordered once for oneDNN (faster;
-        logits within ~1e-6 of the default, inference only: `transformer/packed.py`).
+        logits within ~1e-6 of the default, inference only: `transformer/packed.py`). None (the default) packs
+        the official architectures loaded for float32 on a CPU without int8 or block offloading, and nothing
+        else (`loading.packs_by_default`); False never packs (to train or save the weights).
         Memory: `text_encoder_device="cpu"` runs T5 on the CPU; `offload_text_encoder` keeps T5 in host memory
         and copies it to the device for each prompt; `offload_blocks` keeps the transformer blocks in host memory
         and copies each to the device just before it runs. Outputs are identical in every memory mode."""
@@ -122,8 +124,14 @@ class InfinityPipeline:
 
     def save_pretrained(self, folder: Union[str, Path], half: bool = True) -> None:
         """Safetensors weights (fp16 by default; files over 9 MB sharded with an index, `io.save_component`) plus
-        `config.json`."""
+        `config.json`. Refused for packed or int8 models: their block weights are no longer plain tensors."""
         from .io import save_component
+        from .validation import InvalidInput
+
+        for mode, flag in (("packed", "packed=False / --no-packed"), ("int8", "int8=False")):
+            if getattr(self.transformer, mode, False):
+                raise InvalidInput(f"this model was loaded {mode} (inference only: its block weights were "
+                                   f"reordered for the CPU kernels); load it with {flag} to save or train it")
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

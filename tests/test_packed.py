@@ -68,3 +68,70 @@ def test_pipeline_packed_flag():
         assert torch.equal(x.bits, y.bits)
     with pytest.raises(InvalidInput):
         InfinityPipeline.from_pretrained(device="cpu", packed=True, int8=True)
+
+
+def test_official_architectures_pack_by_default_on_a_cpu_in_float32_only():
+    from infinity.config import MODEL_PRESETS, TRANSFORMER_PRESETS
+    from infinity.loading import MemoryPlan, packs_by_default
+
+    cpu = torch.device("cpu")
+    layer12 = MODEL_PRESETS["infinity-2b"].__class__(**{**vars(MODEL_PRESETS["infinity-2b"]),
+                                                         "transformer": TRANSFORMER_PRESETS["infinity-layer12"]})
+    for cfg in (MODEL_PRESETS["infinity-2b"], MODEL_PRESETS["infinity-8b"], MODEL_PRESETS["infinity-8b-512"], layer12):
+        assert packs_by_default(cfg, cpu), cfg.name
+        assert packs_by_default(cfg, cpu, torch.float32)
+        assert not packs_by_default(cfg, cpu, torch.bfloat16)
+        assert not packs_by_default(cfg, cpu, int8=True)
+        assert not packs_by_default(cfg, cpu, memory=MemoryPlan(offload_blocks=True))
+        assert not packs_by_default(cfg, torch.device("cuda"))
+    for name in ("small-v1", "small-v2"):  # the bundled model: its time is per-scale Python, packing gains nothing
+        assert not packs_by_default(MODEL_PRESETS[name], cpu)
+
+
+def test_bundled_model_is_not_packed_by_default_and_saves(tmp_path):
+    from infinity.pipeline import InfinityPipeline
+
+    pipe = InfinityPipeline.from_pretrained(device="cpu")
+    assert not getattr(pipe.transformer, "packed", False)
+    assert isinstance(pipe.transformer.blocks[0].ffn.fc1, torch.nn.Linear)
+    pipe.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "config.json").is_file()
+
+
+def test_a_packed_model_refuses_saving_and_weight_reads_with_one_message(tmp_path, tiny_packed):
+    from infinity.pipeline import InfinityPipeline
+
+    fc1 = tiny_packed.blocks[0].ffn.fc1
+    with pytest.raises(AttributeError, match="packed=False"):
+        fc1.weight
+    assert not hasattr(fc1, "weight") and fc1.bias is not None  # the rest of the module still answers
+    pipe = InfinityPipeline.from_pretrained(device="cpu", packed=True)
+    with pytest.raises(InvalidInput, match="--no-packed"):
+        pipe.save_pretrained(tmp_path / "nope")
+    assert not (tmp_path / "nope" / "config.json").exists()
+
+
+def test_cli_packed_flag_is_tri_state(monkeypatch, tmp_path):
+    from infinity.__main__ import main
+    from infinity.pipeline import InfinityPipeline
+
+    seen = []
+
+    def load(*args, **kwargs):  # stop right after the flag reaches the loader
+        seen.append(kwargs.get("packed", "missing"))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(InfinityPipeline, "from_pretrained", load)
+    for flag, want in (([], None), (["--packed"], True), (["--no-packed"], False)):
+        with pytest.raises(SystemExit):
+            main(["generate", "--prompt", "a red circle", "--out", str(tmp_path / "x.png"), "--quiet", *flag])
+        assert seen[-1] is want, (flag, seen)
+
+
+def test_loading_follows_the_default_unless_told(monkeypatch):
+    import infinity.loading as loading
+    from infinity.pipeline import InfinityPipeline
+
+    monkeypatch.setattr(loading, "packs_by_default", lambda *a, **k: True)  # as for an official model
+    assert getattr(InfinityPipeline.from_pretrained(device="cpu").transformer, "packed", False)
+    assert not getattr(InfinityPipeline.from_pretrained(device="cpu", packed=False).transformer, "packed", False)

@@ -36,6 +36,13 @@ class PackedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
+    def __getattr__(self, name: str):
+        if name == "weight":  # an AttributeError still (hasattr stays False), but one that says what to do
+            raise AttributeError("a packed linear layer has no `weight`: it was reordered for oneDNN at load "
+                                 "(inference only); load the model with packed=False (CLI: --no-packed) to read, "
+                                 "train or save its weights")
+        return super().__getattr__(name)
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
