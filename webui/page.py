@@ -14,7 +14,7 @@ from .busy import BusyAnswer
 from .service import OUTPUT_MAX_AGE_S, OutputStore, Studio
 from .compare import format_variants
 from .settings import GenerateSettings, names
-from .widgets import MODEL_EVENTS, QUIET, wrap_gpu
+from .widgets import AFTER_RUNS, MODEL_EVENTS, QUIET, wrap_gpu
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -118,7 +118,7 @@ def _wire_links(studio, gen, flip, events, cmp):
     auto = restored.then(autorun, [gen.controls[n] for n in names(GenerateSettings)], gen.outputs,
                          api_visibility="private", show_progress="hidden", **MODEL_EVENTS)
     gen.stop_btn.click(tab_generate.cancelled, None, [gen.image, gen.info], cancels=[events.generate, auto],
-                       **QUIET)
+                       **AFTER_RUNS)
     restored.then(None, js=links.LINK_READ_JS)
     gr.on([c.change for c in linked], None, linked, None,
           js=links.url_js([label for label, _ in studio.ratio_choices()], studio.pipe.budgets()))
@@ -133,7 +133,7 @@ def _wire_compare_links(studio, gen, cmp, cmp_events, tabs, auto) -> None:
     base = [gen.controls[n] for n in tab_compare.BASE]
     auto_cmp = auto.then(tab_compare.autorun(studio, cmp, tabs), base + [cmp.variants], cmp.outputs + [tabs],
                          api_visibility="private", show_progress="hidden", **MODEL_EVENTS)
-    cmp.stop_btn.click(tab_compare.cancelled, None, [cmp.info], cancels=[cmp_events.compare, auto_cmp], **QUIET)
+    cmp.stop_btn.click(tab_compare.cancelled, None, [cmp.info], cancels=[cmp_events.compare, auto_cmp], **AFTER_RUNS)
     space = os.environ.get("SPACE_ID")
     cmp.copy_btn.click(None, None, [cmp.link],
                        js=links.copy_js(f"https://huggingface.co/spaces/{space}" if space else None))

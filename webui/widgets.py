@@ -15,6 +15,10 @@ from infinity.validation import MAX_IMAGE_PIXELS, InvalidInput
 log = logging.getLogger("infinity.app")
 MODEL_EVENTS = dict(concurrency_id="model", concurrency_limit="default")  # every tab shares the model's slots
 QUIET = dict(queue=False, api_visibility="private", show_progress="hidden")
+# Cancel's own answer goes through the queue (no slot limit), so it reaches the page on the same stream as the
+# cancelled run's updates and after them: unqueued, it could overtake a preview still in flight, which then
+# overwrote "Cancelled" (seen in the Compare browser test).
+AFTER_RUNS = dict(queue=True, concurrency_limit=None, api_visibility="private", show_progress="hidden")
 
 
 def upload_image(**kw) -> gr.Image:
