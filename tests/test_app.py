@@ -98,8 +98,8 @@ def test_generate_image_animation_and_metadata(client):
     pngs, mp4, gif, info = generate(client, 11)
     assert len(pngs) == 1 and Path(pngs[0]).is_file()
     meta = viz.read_png_metadata(pngs[0])
-    assert meta["prompt"] == PROMPT and meta["seed"] == 11 and meta["budget"] == "0.004M"
-    assert pixels(pngs[0]).shape == (64, 64, 3)
+    assert meta["prompt"] == PROMPT and meta["seed"] == 11 and meta["budget"] == "0.016M"
+    assert pixels(pngs[0]).shape == (128, 128, 3)
     props = mp4_props(mp4)  # plays in browsers: H.264, 4:2:0, even sizes
     assert props["codec"] == "h264" and props["pix_fmt"].startswith("yuv420p")
     assert all(n % 2 == 0 for n in props["size"])

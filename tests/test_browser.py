@@ -64,7 +64,7 @@ def test_generate_plays_animation_and_screenshot(server, page, tmp_path):
     assert video["error"] is None and (video["ready"] >= 2 or video["duration"] > 0), video
     assert video["src"].endswith(".mp4")
     image = result_png(page)
-    assert image.size == (64, 64)
+    assert image.size == (128, 128)
     # the address bar now carries the settings, with the seed that was drawn
     query = parse_qs(urlparse(page.url).query)
     assert query["prompt"] == ["a red circle on a blue background"]

@@ -15,6 +15,7 @@ def pipe():
 def test_loads_offline_and_declares_budgets_and_ratios(pipe):
     assert pipe.budgets() == ["0.004M", "0.016M"]
     assert pipe.pixel_size(1.0, "0.004M") == (64, 64) and pipe.pixel_size(1.0, "0.016M") == (128, 128)
+    assert pipe.config.default_budget == "0.016M"  # small-v2 draws 128×128 unless asked otherwise
     assert len(pipe.aspect_ratios()) >= 2
     files = sorted(ASSETS.iterdir())
     assert all(f.stat().st_size < 10 * 2**20 for f in files)  # Spaces refuse larger files without LFS
@@ -26,11 +27,12 @@ def test_the_readme_prompt_gives_that_picture(pipe):
     for seed in range(5):
         r = check(pipe("a red circle on a blue background", seed=seed).images[0], "a red circle on a blue background")
         ok += bool(r["background"] and r["color"] and r["shape"])
-    assert ok >= 4  # 5 of 5 with the weights shipped on 2026-11-29 (session 2)
+    assert ok >= 4  # 5 of 5 with small-v1 (2026-11-29) and with small-v2 (2026-11-30)
 
 
 def test_both_budgets_and_a_wide_ratio(pipe):
-    assert pipe("sunflower", seed=0, budget="0.016M").images[0].size == (128, 128)
+    assert pipe("sunflower", seed=0).images[0].size == (128, 128)
+    assert pipe("sunflower", seed=0, budget="0.004M").images[0].size == (64, 64)
     out = pipe("a red circle on a blue background", seed=0, h_div_w=0.5)
-    assert out.images[0].size == (80, 40)
+    assert out.images[0].size == (176, 88)
     assert check(out.images[0], "a red circle on a blue background")["background"]
