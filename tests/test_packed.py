@@ -27,6 +27,13 @@ def test_block_linears_are_packed(tiny_packed):
     assert isinstance(blk.ca.mat_kv, torch.nn.Linear) and isinstance(tiny_packed.head, torch.nn.Linear)
 
 
+def test_packing_twice_leaves_the_packed_layers(tiny_packed):
+    before = tiny_packed.blocks[0].ffn.fc1
+    assert packed.pack_linears(tiny_packed) is tiny_packed and tiny_packed.blocks[0].ffn.fc1 is before
+    with pytest.raises(RuntimeError, match="already replaced"):  # a block's layers are swapped at most once
+        tiny_packed.blocks[0].swap_token_linears(lambda w, b, gelu: packed.PackedLinear(w, b))
+
+
 def test_packed_linear_equals_linear_within_rounding_for_any_rows():
     g = torch.Generator().manual_seed(0)
     lin = torch.nn.Linear(96, 160)

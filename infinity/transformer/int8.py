@@ -125,14 +125,5 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 def _quantize_blocks(model: nn.Module) -> None:
     for blk in model.modules():
-        if not isinstance(blk, Block):
-            continue
-        sa = blk.sa
-        # the official qkv bias (q bias, zero k bias, v bias) is a constant at inference: fold it in
-        sa.mat_qkv = _int8(sa.mat_qkv.weight, torch.cat([sa.q_bias, sa.zero_k_bias, sa.v_bias]).detach())
-        sa.qkv_bias_folded = True
-        for owner, name in ((sa, "proj"), (blk.ca, "mat_q"), (blk.ca, "proj"), (blk.ffn, "fc2")):
-            lin = getattr(owner, name)
-            setattr(owner, name, _int8(lin.weight, lin.bias))
-        fc1 = _int8(blk.ffn.fc1.weight, blk.ffn.fc1.bias, post="gelu")
-        blk.ffn.fc1, blk.ffn.gelu_fused = fc1, isinstance(fc1, Int8Linear)
+        if isinstance(blk, Block):
+            blk.swap_token_linears(lambda w, b, gelu: _int8(w, b, "gelu" if gelu else "none"))

@@ -6,7 +6,7 @@ Shapes: B batch, L image tokens, T text tokens, C model width, H heads, c head s
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -72,7 +72,7 @@ class SelfAttention(nn.Module):
         self.scale_mul_1H11 = nn.Parameter(torch.full((1, H, 1, 1), math.log(4.0)))
         self.proj = nn.Linear(C, C)
         self.max_log_scale = math.log(100.0)
-        self.qkv_bias_folded = False  # True once `int8.quantize_int8` made mat_qkv a module with the bias inside
+        self.qkv_bias_folded = False  # True once `Block.swap_token_linears` put the bias inside mat_qkv
 
     def forward(self, x_BLC, cos_sin, attn_mask=None, cache: Optional[KVCache] = None, total: int = 0):
         B, L, C = x_BLC.shape
@@ -146,7 +146,7 @@ class FFN(nn.Module):
     def __init__(self, C: int, hidden: int):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(C, hidden), nn.Linear(hidden, C)
-        self.gelu_fused = False  # True once `int8.quantize_int8` gave fc1 an output pass that applies the GELU
+        self.gelu_fused = False  # True once `Block.swap_token_linears` gave fc1 a layer that applies the GELU
 
     def forward(self, x):
         h = self.fc1(x)
@@ -177,3 +177,22 @@ class Block(nn.Module):
         x = x + self.ca(ca_in, text_kv, text_mask)
         x = x + self.ffn(self._ln(x) * (1 + s2) + b2) * g2
         return x
+
+    @torch.no_grad()
+    def swap_token_linears(self, make: Callable[[torch.Tensor, Optional[torch.Tensor], bool], nn.Module]) -> None:
+        """Replace, in place, the linear layers that run on every image token (self-attention qkv and output,
+        cross-attention query and output, FFN) by `make(weight, bias, gelu)` for inference (int8, packed).
+
+        The qkv bias (q bias, zero k bias, v bias) is a constant at inference, so it goes into the new qkv layer.
+        `gelu` is True for fc1 only: a layer that applies the FFN's GELU itself says so with `post == "gelu"`,
+        otherwise the FFN still applies it. The text projections run once per prompt and stay as they are."""
+        sa, ca, ffn = self.sa, self.ca, self.ffn
+        if sa.qkv_bias_folded:
+            raise RuntimeError("this block's linear layers were already replaced for inference")
+        sa.mat_qkv = make(sa.mat_qkv.weight, torch.cat([sa.q_bias, sa.zero_k_bias, sa.v_bias]), False)
+        sa.qkv_bias_folded = True
+        for owner, name in ((sa, "proj"), (ca, "mat_q"), (ca, "proj"), (ffn, "fc2")):
+            lin = getattr(owner, name)
+            setattr(owner, name, make(lin.weight, lin.bias, False))
+        ffn.fc1 = make(ffn.fc1.weight, ffn.fc1.bias, True)
+        ffn.gelu_fused = getattr(ffn.fc1, "post", "none") == "gelu"

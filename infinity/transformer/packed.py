@@ -47,10 +47,6 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-def _pack(lin: nn.Linear, bias=None) -> PackedLinear:
-    return PackedLinear(lin.weight, lin.bias if bias is None else bias)
-
-
 def pack_linears(model: nn.Module) -> nn.Module:
     """Replace, in place, the linear layers that run on every image token (each block's self-attention qkv and
     output, cross-attention query and output, FFN) by packed ones. The text projections run once per prompt,
@@ -64,15 +60,10 @@ def pack_linears(model: nn.Module) -> nn.Module:
         raise InvalidInput("this PyTorch build has no oneDNN packed linear (torch.ops.mkldnn._linear_pointwise)")
     if getattr(model, "int8", False):
         raise InvalidInput("the model is already int8; packing is for float32")
-    with torch.no_grad():
-        for blk in model.modules():
-            if not isinstance(blk, Block):
-                continue
-            sa = blk.sa
-            if not sa.qkv_bias_folded:  # the qkv bias (q bias, zero k bias, v bias) is a constant at inference
-                sa.mat_qkv = _pack(sa.mat_qkv, torch.cat([sa.q_bias, sa.zero_k_bias, sa.v_bias]))
-                sa.qkv_bias_folded = True
-            for owner, name in ((sa, "proj"), (blk.ca, "mat_q"), (blk.ca, "proj"), (blk.ffn, "fc1"), (blk.ffn, "fc2")):
-                setattr(owner, name, _pack(getattr(owner, name)))
+    if getattr(model, "packed", False):
+        return model
+    for blk in model.modules():
+        if isinstance(blk, Block):  # the FFN's GELU stays a separate op, as in float32 without packing
+            blk.swap_token_linears(lambda w, b, gelu: PackedLinear(w, b))
     model.packed = True
     return model
