@@ -233,3 +233,31 @@ def test_decoder_only_finetune_keeps_every_code(tmp_path):
     with pytest.raises(SystemExit) as e:  # flipped codes must never reach the encoder's gradients
         main(["--code-flips", "0.2", "--out", str(tmp_path / "x")])
     assert e.value.code == 2
+
+
+def test_cosine_ends_with_the_time_limit():
+    from infinity.train.common import cosine_lr
+
+    assert cosine_lr(10, 1000, 1.0, 300, spent=0.9) == pytest.approx(11 / 300)  # warm-up counts steps only
+    assert cosine_lr(400, 100_000, 1.0, 300, spent=1.0) == pytest.approx(0.1)  # time is up: the cosine's end
+    assert cosine_lr(400, 100_000, 1.0, 300, spent=0.5) == pytest.approx(0.55)
+    assert cosine_lr(1000, 1000, 1.0, 300, spent=0.0) == pytest.approx(0.1)  # or the steps, whichever first
+
+
+def test_cache_processes_with_other_seeds_fill_one_folder(tmp_path):
+    """Several cache builders (one per seed, e.g. a GPU machine's cores) write one folder without clashing, and
+    the training cache reads their chunks as one bucket per (ratio, budget)."""
+    from infinity.train.cache import FeatureCache, build_cache
+
+    tokdir = tmp_path / "tok"
+    tokdir.mkdir()
+    save_safetensors(BitwiseTokenizer(CFG.tokenizer).state_dict(), tokdir / "tokenizer.safetensors")
+    cfg = dataclasses.replace(CFG, h_div_w=(1.0,))
+    for seed in (0, 3):
+        build_cache(cfg, tokdir, tmp_path / "cache", {"0.004M": 2}, seed, emoji=False, folder=None)
+    names = sorted(p.name for p in (tmp_path / "cache").glob("r*.safetensors"))
+    assert names == ["r1.000_0.004M_0000.safetensors", "r1.000_0.004M_s3-0000.safetensors"]
+    cache = FeatureCache(tmp_path / "cache")
+    assert cache.keys == ["r1.000_0.004M"] and len(cache) == 4
+    f = cache.buckets["r1.000_0.004M"]["features"]
+    assert not torch.equal(f[:2], f[2:])  # other seeds, other items

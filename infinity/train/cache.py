@@ -34,12 +34,14 @@ def bucket_name(ratio: float, budget: str) -> str:
 
 def build_cache(cfg: ModelConfig, tokenizer_dir: Path, out: Path, per_bucket: dict, seed: int, emoji: bool,
                 folder: str | None, text_encoder: str | None = None, weights: dict | None = None,
-                use_scenes: bool = True) -> None:
+                use_scenes: bool = True, device: str = "cpu") -> None:
+    """Seeds other than 0 name their chunks `<bucket>_s<seed>-<chunk>`: several processes with different seeds
+    can fill one folder at once (a GPU machine's cores), and `FeatureCache` reads them all as one bucket."""
     from ..text import load_text_encoder
 
     setup_logging(out)
-    tok = build_tokenizer(cfg.tokenizer, weights=load_weights(tokenizer_dir / "tokenizer.safetensors"))
-    te = load_text_encoder(text_encoder or cfg.text_encoder)
+    tok = build_tokenizer(cfg.tokenizer, device=device, weights=load_weights(tokenizer_dir / "tokenizer.safetensors"))
+    te = load_text_encoder(text_encoder or cfg.text_encoder, device=device)
     sources = default_sources(emoji, folder, use_scenes)
     weights = weights or {"scenes": 0.7, "emoji": 0.3, "folder": 0.3}
     names = list(sources)
@@ -48,7 +50,8 @@ def build_cache(cfg: ModelConfig, tokenizer_dir: Path, out: Path, per_bucket: di
             h, w = pixel_hw(cfg, ratio, budget)
             name = bucket_name(ratio, budget)
             for c0 in tqdm(range(0, n, CHUNK), desc=name):
-                path = out / f"{name}_{c0 // CHUNK:04d}.safetensors"
+                part = f"{c0 // CHUNK:04d}" if seed == 0 else f"s{seed}-{c0 // CHUNK:04d}"
+                path = out / f"{name}_{part}.safetensors"
                 if path.is_file():
                     continue
                 r = random.Random(f"cache/{seed}/{name}/{c0}")
@@ -61,10 +64,10 @@ def build_cache(cfg: ModelConfig, tokenizer_dir: Path, out: Path, per_bucket: di
                 feats = []
                 with torch.no_grad():
                     for i in range(0, len(imgs), 64):
-                        feats.append(tok.image_to_features(to_tensor(imgs[i : i + 64])).half())
+                        feats.append(tok.image_to_features(to_tensor(imgs[i : i + 64]).to(device)).half().cpu())
                     text = te.encode(caps)
-                save_file({"features": torch.cat(feats).contiguous(), "text": text.features.half().contiguous(),
-                           "mask": text.mask.to(torch.uint8).contiguous()}, str(path),
+                save_file({"features": torch.cat(feats).contiguous(), "text": text.features.half().cpu().contiguous(),
+                           "mask": text.mask.to(torch.uint8).cpu().contiguous()}, str(path),
                           metadata={"captions": json.dumps(caps), "ratio": str(ratio), "budget": budget})
     log.info("cache complete in %s", out)
 
@@ -118,12 +121,15 @@ def main(argv=None):
     p.add_argument("--no-emoji", action="store_true")
     p.add_argument("--no-scenes", action="store_true", help="train on your folder (and emoji) only")
     p.add_argument("--folder", default=None)
+    p.add_argument("--text-encoder", default=None, help="a local text-encoder folder instead of the preset's")
+    p.add_argument("--device", default="cpu", help="where the tokenizer and text encoder run (e.g. cuda)")
     add_preset_argument(p)
     a = p.parse_args(argv)
     cfg = small_model_config(a.preset)
     small = min(cfg.budgets, key=cfg.budgets.get)
     per = {b: (a.per_bucket if b == small else a.large_per_bucket) for b in cfg.budgets}
-    build_cache(cfg, a.tokenizer, a.out, per, a.seed, not a.no_emoji, a.folder, use_scenes=not a.no_scenes)
+    build_cache(cfg, a.tokenizer, a.out, per, a.seed, not a.no_emoji, a.folder, a.text_encoder,
+                use_scenes=not a.no_scenes, device=a.device)
 
 
 if __name__ == "__main__":

@@ -155,10 +155,17 @@ def setup_logging(out: Path) -> None:
 
 class Timer:
     def __init__(self, minutes: Optional[float]):
-        self.deadline = time.time() + minutes * 60 if minutes else None
+        self.start = time.time()
+        self.deadline = self.start + minutes * 60 if minutes else None
 
     def expired(self) -> bool:
         return self.deadline is not None and time.time() > self.deadline
+
+    def fraction(self) -> float:
+        """Share of the stage's minutes spent (0 without a limit)."""
+        if self.deadline is None:
+            return 0.0
+        return min(1.0, (time.time() - self.start) / (self.deadline - self.start))
 
 
 def warm_start(model: torch.nn.Module, folder: Path, filename: str = "transformer.safetensors") -> None:
@@ -254,8 +261,11 @@ def compile_blocks(model: torch.nn.Module) -> None:
         b.forward = torch.compile(b.forward, dynamic=False)
 
 
-def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
+def cosine_lr(step: int, total: int, base: float, warmup: int, spent: float = 0.0) -> float:
+    """Linear warm-up over `warmup` steps, then a cosine to 0.1 × `base` that ends at step `total` or when
+    `spent` (the share of a time limit used) reaches 1, whichever comes first: a stage limited by minutes on a
+    machine of unknown speed still ends its cosine."""
     if step < warmup:
         return base * (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    p = min(1.0, max((step - warmup) / max(1, total - warmup), spent))
     return float(base * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * p))))  # a Python float: checkpoints stay weights_only-loadable

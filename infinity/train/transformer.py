@@ -13,6 +13,7 @@ Runs under `torchrun --nproc_per_node N` with DistributedDataParallel (gloo on C
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -51,11 +52,20 @@ def bitwise_loss(model: InfinityTransformer, feats, cond: TextCondition, ratio: 
     pyr = Q.residual_quantize(feats, vae_sched, flip=flip_fn(strength, gen, len(sched)))
     x = Q.transformer_inputs(pyr.codes_sum, vae_sched, patchified=patch)
     labels = torch.cat([(Q.bits_patchify(b) if patch else b).flatten(1, 2) for b in pyr.bits], 1).long()
-    logits = model(cond, x, sched, schedules.nearest_template(ratio), drop_B=drop_B)
+    with _autocast(feats.device):  # the re-quantization above stays float32: its bits are the labels
+        logits = model(cond, x, sched, schedules.nearest_template(ratio), drop_B=drop_B).float()
     ce = F.cross_entropy(logits.view(-1, 2), labels.view(-1), reduction="none").view(labels.shape).mean(-1)
     loss = (ce * scale_weights(sched).to(ce)).sum(-1).mean()
     acc = (logits.view(*labels.shape, 2).argmax(-1) == labels).float().mean()
     return loss, {"acc": acc.item()}
+
+
+def _autocast(device):
+    """bf16 matmuls on a GPU (weights, optimizer and loss stay float32); CPUs train in float32, where bf16 is slow."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, steps: int, minutes, batch: int,
@@ -86,7 +96,7 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
     step = start
     while step < steps and not timer.expired():
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, steps, lr, 300)
+            g["lr"] = cosine_lr(step, steps, lr, 300, timer.fraction())
         feats, text, mask, ratio, budget = cache.sample(gen, batch)
         n = batch_for(cfg, budget, batch)  # larger budgets: fewer images, about the same tokens per step
         feats, text, mask = feats[:n], text[:n], mask[:n]
@@ -105,7 +115,7 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
         if rank == 0 and step % 500 == 0:
             save_checkpoint(out / "last.pt", model=model.state_dict(), opt=opt.state_dict(), step=step, gen=gen.get_state())
         if rank == 0 and snapshot_every and step % snapshot_every == 0:  # for comparisons at equal budget
-            export(model, cfg, tokenizer_dir, out / "snapshots" / f"step_{step:06d}", device)
+            export(model, cfg, tokenizer_dir, out / "snapshots" / f"step_{step:06d}")
             model.train()
         if rank == 0 and sample_every and step % sample_every == 0:
             write_samples(model, cfg, tokenizer_dir, out / f"samples_{step:06d}.png", device)
@@ -113,7 +123,7 @@ def train(cfg: ModelConfig, tokenizer_dir: Path, cache_dir: Path, out: Path, ste
     if rank == 0:
         save_checkpoint(out / "last.pt", model=model.state_dict(), opt=opt.state_dict(), step=step, gen=gen.get_state())
         if export_model:
-            export(model, cfg, tokenizer_dir, out / "model", device)
+            export(model, cfg, tokenizer_dir, out / "model")
         log.info("stopped at step %d; model in %s", step, out / "model")
     if ddp:
         dist.destroy_process_group()
@@ -148,8 +158,14 @@ def write_samples(model, cfg, tokenizer_dir, path: Path, device="cpu") -> None:
     image_grid(imgs, cols=4).save(path)
 
 
-def export(model, cfg, tokenizer_dir, folder: Path, device="cpu") -> None:
-    _pipeline(model, cfg, tokenizer_dir, device).save_pretrained(folder, half=True)
+def export(model, cfg, tokenizer_dir, folder: Path) -> None:
+    """A model folder (`save_pretrained`): the frozen tokenizer's weights, the transformer's and the config. The
+    text encoder is named in the config, not saved, so exporting never loads one (nor needs it installed)."""
+    from ..pipeline import InfinityPipeline
+    from ..tokenizer import build_tokenizer
+
+    tok = build_tokenizer(cfg.tokenizer, weights=load_file(tokenizer_dir / "tokenizer.safetensors"))
+    InfinityPipeline(tok, model.eval(), None, cfg).save_pretrained(folder, half=True)
 
 
 def main(argv=None):
