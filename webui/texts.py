@@ -19,16 +19,18 @@ RESPONSIBLE_USE = ("**Responsible use.** Images are machine-made and can be wron
                    "Saved PNGs carry their prompt, seed and settings in the file metadata, so generated images stay "
                    "recognisable as such. The small bundled model only knows simple scenes and emoji; the 2B model "
                    "inherits the biases of its web-scale training data.")
-# Prompts the bundled model draws well (checked from pixels, 6 seeds each, 2026-11-30: every circle prompt 5–6 of
-# 6 right; "hot pepper", "cactus", "sunflower" are the nearest emoji to their own image 4 of 4 times). Shapes
-# other than circles, counts and relations still come out as blobs (README, model card), so none is an example.
+# Prompts the bundled model draws well, checked from pixels with 6 seeds each (2026-11-30, small-v2 after its GPU
+# stage): the circle 5 of 6 right in every attribute, the triangle, the heart and the two squares 5–6 of 6; "hot
+# pepper", "rocket", "guitar" and "sunflower" are the nearest emoji to their own image 4 of 4 times. Stars, three
+# of a kind and relations still mostly fail (README, model card), so none is an example.
 EXAMPLES = [
     "a red circle on a blue background",
-    "a large yellow circle in the center on a purple background",
-    "a small white circle in the top left on a black background",
-    "a pink circle in the bottom right on a blue background",
+    "a small yellow triangle in the top right on a black background",
+    "two green squares on a white background",
+    "a large orange heart on a blue background",
     "hot pepper",
-    "cactus",
+    "rocket",
+    "guitar",
     "sunflower",
 ]
 PROMPT_PLACEHOLDER = "Describe the image you want"
