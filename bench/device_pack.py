@@ -49,7 +49,7 @@ def used_ids(tokenizer, captions: list[str]) -> set[int]:
     return ids
 
 
-def pack(out: Path, n_scenes: int) -> None:
+def pack(out: Path, n_scenes: int) -> dict:
     from transformers import AutoTokenizer
 
     from infinity.data.emoji import find_emoji_root, load_entries
@@ -83,8 +83,17 @@ def pack(out: Path, n_scenes: int) -> None:
     b = load_text_encoder(str(out / "check_minilm")).encode(sample)
     shutil.rmtree(out / "check_minilm")
     diff = ((a.features - b.features).abs() * a.mask[..., None]).max().item()
-    print(json.dumps({"captions": len(caps), "rows_kept": len(ids), "emoji": len(entries),
-                      "max_abs_diff_vs_float32_minilm": diff, "feature_abs_max": a.features.abs().max().item()}))
+    stats = {"captions": len(caps), "rows_kept": len(ids), "emoji": len(entries),
+             "max_abs_diff_vs_float32_minilm": diff, "feature_abs_max": a.features.abs().max().item()}
+    print(json.dumps(stats))
+    return stats
+
+
+def missing_rows(folder: Path, captions: list[str], kept) -> set[int]:
+    """Word rows that `captions` need and the packed copy lacks (they would read as zeros)."""
+    from transformers import AutoTokenizer
+
+    return used_ids(AutoTokenizer.from_pretrained(str(folder)), captions) - set(kept)
 
 
 def unpack(src: Path, out: Path, check: int) -> None:
@@ -100,9 +109,7 @@ def unpack(src: Path, out: Path, check: int) -> None:
         (shutil.copytree(p, out / name, dirs_exist_ok=True) if p.is_dir() else shutil.copy(p, out / name))
     save_file(state, str(out / "model.safetensors"))
     if check:
-        from transformers import AutoTokenizer
-
-        missing = used_ids(AutoTokenizer.from_pretrained(str(out)), training_captions(check, 12345)) - set(ids.tolist())
+        missing = missing_rows(out, training_captions(check, 12345), ids.tolist())
         if missing:
             raise SystemExit(f"captions need {len(missing)} word rows that were not packed: {sorted(missing)[:20]}")
         print(f"unpacked to {out}; {check} fresh scene captions and every emoji caption use only packed rows")
