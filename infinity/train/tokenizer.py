@@ -75,7 +75,7 @@ def train(cfg: ModelConfig, out: Path, steps: int, minutes: float | None, batch:
         if step >= steps or timer.expired():
             break
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, steps, lr, 200)
+            g["lr"] = cosine_lr(step, steps, lr, 200, timer.fraction())
         sched = schedules.scale_schedule(ratio, budget, cfg.budgets)
         flip = flip_fn(code_flips, gen, len(sched)) if torch.rand((), generator=gen) < 0.5 else None
         loss, logs = tokenizer_loss(tok, x.to(device), sched, decoder_only=decoder_only, flip=flip)
