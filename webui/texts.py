@@ -20,14 +20,14 @@ RESPONSIBLE_USE = ("**Responsible use.** Images are machine-made and can be wron
                    "recognisable as such. The small bundled model only knows simple scenes and emoji; the 2B model "
                    "inherits the biases of its web-scale training data.")
 # Prompts the bundled model draws well, checked from pixels with 6 seeds each (2026-11-30, small-v2 after its GPU
-# stage): the circle 5 of 6 right in every attribute, the triangle, the heart and the two squares 5–6 of 6; "hot
-# pepper", "rocket", "guitar" and "sunflower" are the nearest emoji to their own image 4 of 4 times. Stars, three
-# of a kind and relations still mostly fail (README, model card), so none is an example.
+# stage): the circle 5 of 6 right in every attribute, the triangle, the square and the two squares 5–6 of 6; "hot
+# pepper", "rocket", "guitar" and "sunflower" are the nearest emoji to their own image 4 of 4 times. Hearts pass
+# the checker but look like bowls; stars, three of a kind and relations mostly fail (README, model card).
 EXAMPLES = [
     "a red circle on a blue background",
     "a small yellow triangle in the top right on a black background",
     "two green squares on a white background",
-    "a large orange heart on a blue background",
+    "a green square in the center on a pink background",
     "hot pepper",
     "rocket",
     "guitar",
